@@ -1,0 +1,1 @@
+"""The course's instructor pipeline around nbgrader: release, autograde, feedback, export."""

@@ -1,0 +1,66 @@
+"""python -m grader: the instructor's commands, one per step, in the order they are run.
+
+  python -m grader release   [ASSIGNMENT ...]            build the student notebooks
+  python -m grader autograde ASSIGNMENT --submissions DIR grade one folder per student
+  python -m grader feedback  ASSIGNMENT                   HTML feedback per student
+  python -m grader export    ASSIGNMENT [--to FILE]       grades as CSV
+
+Every command takes --course DIR (or $DLCOURSE_COURSE_DIR): the course directory, outside
+the repository, that holds the gradebook, the submissions and everything made from them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from . import pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", help="course directory (default: $DLCOURSE_COURSE_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("release", help="solutions/*.md -> student notebooks in COURSE/release")
+    p.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
+    p = sub.add_parser("autograde", help="grade a folder of submissions, one folder per student id")
+    p.add_argument("assignment")
+    p.add_argument("--submissions", required=True, type=Path, help="folder with one sub-folder per student")
+    p = sub.add_parser("feedback", help="HTML feedback for every graded student")
+    p.add_argument("assignment")
+    p = sub.add_parser("export", help="grades as CSV")
+    p.add_argument("assignment")
+    p.add_argument("--to", type=Path, help="CSV file to write (default: COURSE/exports/ASSIGNMENT.csv)")
+    for p in sub.choices.values():  # --course is accepted after the command too
+        p.add_argument("--course", dest="course_after", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*not in session.*")  # nbgrader's own SQLAlchemy noise
+
+    try:
+        course = pipeline.course_dir(args.course_after or args.course)
+        if args.command == "release":
+            for name in args.assignments or pipeline.assignments():
+                print(f"released {name}: {pipeline.release(name, course)}")
+        elif args.command == "autograde":
+            outcomes = pipeline.autograde(args.assignment, args.submissions, course)
+            print(f"{'student':20s} {'status':10s} {'score':>9s}  notes")
+            for o in outcomes:
+                score = f"{o.score:g}/{o.max_score:g}" if o.status == "graded" else "-"
+                manual = " (+ manual grading)" if o.needs_manual_grade else ""
+                print(f"{o.student:20s} {o.status:10s} {score:>9s}  {'; '.join(o.notes)}{manual}")
+            print(f"report: {course / 'reports' / (args.assignment + '.json')}")
+        elif args.command == "feedback":
+            files = pipeline.feedback(args.assignment, course)
+            print(f"wrote {len(files)} feedback files under {course / 'feedback'}")
+        elif args.command == "export":
+            print(f"grades: {pipeline.export(args.assignment, course, args.to)}")
+    except pipeline.GraderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,8 +78,8 @@ def assignments() -> list[str]:
     return sorted(p.stem for p in SOLUTIONS.glob("*.md"))
 
 
-def _check_assignment(name: str) -> Path:
-    md = SOLUTIONS / f"{name}.md"
+def _check_assignment(name: str, solutions: Path = SOLUTIONS) -> Path:
+    md = solutions / f"{name}.md"
     if not md.is_file():
         raise GraderError(f"unknown assignment {name!r}; the repository has {', '.join(assignments()) or 'none'}")
     return md
@@ -87,9 +87,9 @@ def _check_assignment(name: str) -> Path:
 
 # --- release -----------------------------------------------------------------------------------
 
-def source_notebook(name: str) -> nbformat.NotebookNode:
+def source_notebook(name: str, solutions: Path = SOLUTIONS) -> nbformat.NotebookNode:
     """solutions/NAME.md as an nbgrader source notebook, without jupytext metadata."""
-    nb = jupytext.read(_check_assignment(name))
+    nb = jupytext.read(_check_assignment(name, solutions))
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = dict(KERNEL)
     nb.metadata.setdefault("language_info", {"name": "python"})
@@ -134,9 +134,9 @@ def _environ(**values: str):
                 os.environ[k] = v
 
 
-def release(name: str, course: Path) -> Path:
+def release(name: str, course: Path, solutions: Path = SOLUTIONS) -> Path:
     """Build the student version of assignment `name`; refuse if its solution fails its own tests."""
-    nb = source_notebook(name)
+    nb = source_notebook(name, solutions)
     problems = self_test(nb)
     if problems:
         raise GraderError(f"{name}: the solution fails its own tests, nothing released:\n  " + "\n  ".join(problems))

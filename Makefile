@@ -1,0 +1,41 @@
+# make book | make test | make bench | make notebooks   (each installs .venv when needed)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+BOOK_FLAGS := -W -n --keep-going
+
+export PATH := $(BIN):$(PATH)
+# No progress bars in executed pages, tests and benchmarks (see utils.system.is_quiet).
+export DLCOURSE_QUIET := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: install book book-all test bench notebooks clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)  ## build the site into _build/html (only what changed)
+	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	@echo "Open file://$(CURDIR)/_build/html/index.html"
+
+book-all: $(STAMP)  ## rebuild every page, as CI does
+	$(BIN)/jupyter-book build --all $(BOOK_FLAGS) .
+
+test: $(STAMP)  ## the whole suite: utils, notebooks (nbval), grader round trips, site
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--junitxml=test-results/junit.xml tests notebooks
+
+bench: $(STAMP)  ## time every notebook, assignment, book build and one autograde
+	$(BIN)/python tests/bench.py
+
+notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)
+	for md in notebooks/*.md; do $(BIN)/jupytext --to ipynb --update --execute "$$md" || exit 1; done
+
+clean:
+	rm -rf _build test-results bench-results

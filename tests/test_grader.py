@@ -1,0 +1,171 @@
+"""The instructor round trip on every assignment: release, autograde a class, feedback, export."""
+import csv
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import submissions as S
+from grader import pipeline
+from grader.__main__ import main
+
+ASSIGNMENTS = pipeline.assignments()
+
+
+def secret_lines(name: str) -> list[str]:
+    """Distinctive lines of the solutions and hidden tests of an assignment."""
+    lines, inside = [], False
+    for cell in pipeline.source_notebook(name).cells:
+        is_answer = cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution")
+        for line in cell.source.split("\n"):
+            if re.search(r"BEGIN (SOLUTION|HIDDEN TESTS)", line):
+                inside = True
+            elif re.search(r"END (SOLUTION|HIDDEN TESTS)", line):
+                inside = False
+            elif (inside or is_answer) and len(line.strip()) > 25:
+                lines.append(line.strip())
+    return lines
+
+
+def tree_hash(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(str(p.relative_to(folder)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def released(request, tmp_path_factory):
+    name = request.param
+    course = pipeline.course_dir(tmp_path_factory.mktemp("course"))
+    assert main(["--course", str(course), "release", name]) == 0
+    return name, course, course / "release" / name / f"{name}.ipynb"
+
+
+def test_release_holds_no_solution_hidden_test_or_pairing(released):
+    name, _, release = released
+    text = release.read_text()
+    for marker in pipeline.SECRET_MARKERS:
+        assert marker not in text
+    leaked = [line for line in secret_lines(name) if line in text]
+    assert not leaked, f"solution or hidden-test text in the release: {leaked[:3]}"
+    nb = nbformat.read(release, as_version=4)
+    assert "jupytext" not in nb.metadata and nb.metadata.kernelspec.name == "python3"
+    assert sum("YOUR CODE HERE" in c.source for c in nb.cells) >= 3
+
+
+def test_release_refuses_a_solution_that_fails_its_own_tests(tmp_path):
+    name = ASSIGNMENTS[0]
+    broken = tmp_path / "solutions"
+    broken.mkdir()
+    text = (pipeline.SOLUTIONS / f"{name}.md").read_text()
+    # break the first solution: its function now returns nonsense
+    text = text.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    return None", 1)
+    (broken / f"{name}.md").write_text(text)
+    with pytest.raises(pipeline.GraderError, match="fails its own tests"):
+        pipeline.release(name, pipeline.course_dir(tmp_path / "course"), solutions=broken)
+    assert not (tmp_path / "course" / "release").exists()
+
+
+def test_course_directory_must_be_outside_the_repository(repo):
+    with pytest.raises(pipeline.GraderError, match="inside the repository"):
+        pipeline.course_dir(repo / "course")
+
+
+WRONG_ANSWERS = {  # a plausible mistake per assignment: grade_id of the answer -> code
+    "01_embeddings": ("ex4_solution", '''def ppmi(C):
+    N = C.sum()
+    pmi = torch.log(C * N / (C.sum(1, keepdim=True) * C.sum(0, keepdim=True)))
+    return torch.nan_to_num(pmi, neginf=0.0).float()  # forgot to clip negative PMI
+'''),
+}
+
+
+@pytest.fixture(scope="module")
+def graded(released, tmp_path_factory):
+    name, course, release = released
+    subs = tmp_path_factory.mktemp("submissions")
+    fname = f"{name}.ipynb"
+    S.write(subs / "honest", S.solved(release, name), fname)
+    S.write(subs / "untouched", nbformat.read(release, as_version=4), fname)
+    gid, code = WRONG_ANSWERS[name]
+    S.write(subs / "wrong", S.solved(release, name, {gid: code}), fname)
+    S.write(subs / "renamed", S.solved(release, name), "homework (1).ipynb")
+    S.write(subs / "invalid_json", '{"cells": [', fname)
+    other_kernel = S.solved(release, name)
+    other_kernel.metadata.kernelspec = {"name": "ir", "display_name": "R", "language": "R"}
+    S.write(subs / "other_kernel", other_kernel, fname)
+    first_test = next(c.metadata.nbgrader["grade_id"] for c in nbformat.read(release, 4).cells
+                      if c.metadata.get("nbgrader", {}).get("grade"))
+    S.write(subs / "kernel_killer", S.with_cell_after(S.solved(release, name), first_test,
+                                                      "import os\nos._exit(0)"), fname)
+    S.write(subs / "noisy", S.with_cell_after(
+        S.solved(release, name), first_test,
+        "import sys, warnings\nwarnings.warn('deprecated')\nprint('10%|#', file=sys.stderr)"), fname)
+    (subs / "empty").mkdir()
+    (subs / "stray_file.ipynb").write_text("{}")
+    before = tree_hash(subs)
+    assert main(["--course", str(course), "autograde", name, "--submissions", str(subs)]) == 0
+    outcomes = {o.student: o for o in pipeline.read_report(course, name)}
+    return name, course, subs, before, outcomes
+
+
+def test_the_class_is_graded_and_every_problem_explained(graded):
+    name, course, subs, before, o = graded
+    full = o["honest"].max_score
+    assert o["honest"].status == "graded" and o["honest"].needs_manual_grade
+    assert o["honest"].score == pytest.approx(full - manual_points(course, name))
+    assert o["untouched"].status == "graded" and o["untouched"].score == 0
+    assert 0 < o["wrong"].score < o["honest"].score
+    assert o["renamed"].score == o["honest"].score and "named homework (1).ipynb" in o["renamed"].notes[0]
+    assert o["other_kernel"].score == o["honest"].score and "'ir'" in o["other_kernel"].notes[0]
+    assert o["noisy"].score == o["honest"].score, "warnings and stderr must not cost points"
+    assert o["invalid_json"].status == "ungradable" and "not a valid notebook" in o["invalid_json"].notes[0]
+    assert o["kernel_killer"].status == "error" and "kernel died" in o["kernel_killer"].notes[0]
+    assert o["empty"].status == "missing" and f"expected {name}.ipynb" in o["empty"].notes[0]
+    assert o["stray_file.ipynb"].status == "ungradable"
+    assert tree_hash(subs) == before, "the original uploads were modified"
+    kept = course / "uploads" / name / "honest" / f"{name}.ipynb"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == o["honest"].upload_sha256
+
+
+def manual_points(course: Path, name: str) -> float:
+    nb = nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4)
+    return sum(c.metadata.nbgrader.get("points", 0) for c in nb.cells
+               if c.metadata.get("nbgrader", {}).get("grade") and c.metadata.nbgrader.get("solution"))
+
+
+def test_feedback_shows_no_hidden_test_and_no_solution(graded):
+    name, course, *_ = graded
+    assert main(["--course", str(course), "feedback", name]) == 0
+    files = sorted((course / "feedback").rglob("*.html"))
+    assert {p.parts[-3] for p in files} == {"honest", "untouched", "wrong", "renamed", "other_kernel", "noisy"}
+    hidden = [line for line in secret_lines(name) if "assert" in line or "check" in line]
+    for path in files:
+        text = path.read_text()
+        assert not any(m in text for m in pipeline.SECRET_MARKERS)
+        assert not [h for h in hidden if h in text], f"hidden test text in {path}"
+    wrong = (course / "feedback" / "wrong" / name / f"{name}.html").read_text()
+    assert "A test failed" in wrong, "a failing hidden test should say that it failed"
+
+
+def test_export_writes_one_row_per_submission(graded, tmp_path):
+    name, course, _, _, outcomes = graded
+    out = tmp_path / "grades.csv"
+    assert main(["--course", str(course), "export", name, "--to", str(out)]) == 0
+    rows = {r["student_id"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == set(outcomes)
+    assert float(rows["honest"]["score"]) == outcomes["honest"].score
+    assert rows["kernel_killer"]["score"] == "0" and "kernel died" in rows["kernel_killer"]["notes"]
+    assert rows["honest"]["needs_manual_grade"] == "True"
+
+
+def test_cli_explains_a_missing_course_directory(monkeypatch, capsys):
+    monkeypatch.delenv("DLCOURSE_COURSE_DIR", raising=False)
+    assert main(["export", "01_embeddings"]) == 1
+    assert "--course" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from utils import checks, data, metrics, plotting, system, train
+
+
+def test_set_seed_makes_torch_repeatable():
+    g1 = system.set_seed(3)
+    a = torch.randn(3), torch.randn(2, generator=g1)
+    g2 = system.set_seed(3)
+    b = torch.randn(3), torch.randn(2, generator=g2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_get_device_is_cpu_without_accelerator():
+    if not torch.cuda.is_available():
+        assert system.get_device().type in ("cpu", "mps")
+
+
+@pytest.mark.parametrize("value,quiet", [("", False), ("0", False), ("1", True), ("true", True)])
+def test_is_quiet_reads_environment(monkeypatch, value, quiet):
+    for name in system.QUIET_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DLCOURSE_QUIET", value)
+    assert system.is_quiet() is quiet
+
+
+def test_digits_split_is_fixed_stratified_and_scaled():
+    d1, d2 = data.load_digits(), data.load_digits()
+    assert d1.x_train.shape == (1347, 1, 8, 8) and d1.x_test.shape == (450, 1, 8, 8)
+    assert torch.equal(d1.y_test, d2.y_test)
+    assert 0.0 <= d1.x_train.min() and d1.x_train.max() <= 1.0
+    assert torch.bincount(d1.y_test).min() >= 40  # every class in the test split
+
+
+def test_loader_is_seeded_and_covers_every_row():
+    x = torch.arange(10)
+    order = lambda seed: torch.cat([b[0] for b in data.make_loader(x, batch_size=3, seed=seed)])
+    assert torch.equal(order(1), order(1)) and not torch.equal(order(1), order(2))
+    assert sorted(order(1).tolist()) == list(range(10))
+    assert len(data.make_loader(x, batch_size=3)) == 4
+    with pytest.raises(ValueError):
+        data.make_loader(x, torch.arange(3))
+
+
+def test_generated_sentences_are_repeatable_and_weighted():
+    s1, t1 = data.generate_sentences(200, seed=5)
+    s2, t2 = data.generate_sentences(200, seed=5)
+    assert s1 == s2 and t1 == t2 and set(t1) == set(data.GENERAL_TOPICS)
+    _, t = data.generate_sentences(2000, {"summer": 9.0, "winter": 1.0}, seed=0)
+    assert 0.85 < t.count("summer") / len(t) < 0.95
+    assert all("{" not in w for s in s1 for w in s)
+    with pytest.raises(ValueError):
+        data.generate_sentences(3, ("no-such-topic",))
+
+
+def test_fit_reduces_loss_and_returns_history():
+    system.set_seed(0)
+    x = torch.randn(256, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1
+    model = torch.nn.Linear(3, 1)
+    loss_fn = lambda b: ((model(b[0])[:, 0] - b[1]) ** 2).mean()
+    hist = train.fit(model, data.make_loader(x, y, batch_size=32), loss_fn, epochs=20, lr=0.05,
+                     eval_fn=lambda: {"mse": loss_fn((x, y)).item()})
+    assert hist["epoch"] == list(range(1, 21)) and len(hist["mse"]) == 20
+    assert hist["loss"][-1] < 0.01 * hist["loss"][0] and hist["mse"][-1] < 1e-3
+    assert hist["seconds"] == sorted(hist["seconds"])
+
+
+def test_fit_stops_on_a_nan_loss():
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        train.fit(model, [(torch.ones(1),)], lambda b: model(b[0]).sum() * float("nan"))
+
+
+def test_frechet_distance_matches_closed_forms():
+    mu, cov = torch.zeros(3), torch.eye(3)
+    assert metrics.frechet_distance(mu, cov, mu, cov) == pytest.approx(0.0, abs=1e-9)
+    # identity vs scaled identity: tr(I + s^2 I - 2 s I) = d (1 - s)^2
+    assert metrics.frechet_distance(mu, cov, mu + 1, 4 * cov) == pytest.approx(3 + 3 * (1 - 2) ** 2)
+    a = torch.randn(5, 5, dtype=torch.float64)
+    b = torch.randn(5, 5, dtype=torch.float64)
+    c1, c2 = a @ a.T + 0.1 * torch.eye(5), b @ b.T + 0.1 * torch.eye(5)
+    import scipy.linalg
+
+    n1, n2 = c1.numpy(), c2.numpy()
+    ref = np.trace(n1 + n2 - 2 * scipy.linalg.sqrtm(n1 @ n2).real)
+    assert metrics.frechet_distance(torch.zeros(5), c1, torch.zeros(5), c2) == pytest.approx(ref, rel=1e-6)
+
+
+def test_accuracy_and_bits():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    assert metrics.accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+    assert metrics.nats_to_bits(math.log(2)) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        metrics.accuracy(logits, torch.tensor([0]))
+
+
+def test_checks_explain_what_is_wrong():
+    expected = torch.tensor([1.0, 2.0])
+    checks.check_close(torch.tensor([1.0, 2.0]), expected, "x")
+    with pytest.raises(checks.CheckFailed, match="shape"):
+        checks.check_close(torch.tensor([1.0]), expected, "x")
+    with pytest.raises(checks.CheckFailed, match="dtype"):
+        checks.check_close(torch.tensor([1, 2]), expected, "x")
+    with pytest.raises(checks.CheckFailed, match="index \\(1,\\)"):
+        checks.check_close(torch.tensor([1.0, 2.5]), expected, "x")
+    with pytest.raises(checks.CheckFailed, match="NaN"):
+        checks.check_close(torch.tensor([1.0, float("nan")]), expected, "x")
+
+
+def test_checks_refuse_objects_that_pretend_to_be_equal():
+    class AlwaysEqual(torch.Tensor):
+        def __eq__(self, other):
+            return True
+
+    fake = torch.tensor([9.0, 9.0]).as_subclass(AlwaysEqual)
+    with pytest.raises(checks.CheckFailed, match="torch.Tensor"):
+        checks.check_close(fake, torch.tensor([1.0, 2.0]), "x")
+    with pytest.raises(checks.CheckFailed, match="number"):
+        checks.check_scalar("1.0", 1.0, "s")
+    checks.check_scalar(torch.tensor(1.0), 1.0, "s")
+
+
+def test_check_gradient_catches_a_wrong_backward():
+    class Wrong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x**2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g  # should be 2 x g
+
+    checks.check_gradient(lambda x: x**2, [torch.randn(3)], "square")
+    with pytest.raises(checks.CheckFailed, match="gradient"):
+        checks.check_gradient(Wrong.apply, [torch.randn(3)], "wrong square")
+
+
+def test_plotting_functions_draw(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    plotting.use_style()
+    fig = plotting.show_images(torch.rand(5, 1, 8, 8), ncols=3, titles=list("abcde"))
+    assert len([ax for ax in fig.axes if ax.images]) == 5
+    ax = plotting.plot_history({"epoch": [1, 2], "loss": [1.0, 0.5]})
+    assert len(ax.lines) == 1
+    ax = plotting.heatmap(torch.eye(2), ["a", "b"], ["c", "d"])
+    assert len(ax.texts) == 4
+    ax = plotting.scatter_2d(torch.randn(6, 2), groups=list("aabbcc"), texts=list("uvwxyz"))
+    assert len(ax.collections) == 3 and len(ax.texts) == 6
+    ax.figure.savefig(tmp_path / "x.png")
+    assert (tmp_path / "x.png").stat().st_size > 1000

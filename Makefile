@@ -35,7 +35,7 @@ bench: $(STAMP)  ## time every notebook, assignment, book build and one autograd
 	$(BIN)/python tests/bench.py
 
 notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)
-	for md in notebooks/*.md; do $(BIN)/jupytext --to ipynb --update --execute "$$md" || exit 1; done
+	for md in notebooks/*.md; do $(BIN)/jupytext --to ipynb --execute "$$md" || exit 1; done
 
 clean:
 	rm -rf _build test-results bench-results

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from . import pipeline
@@ -36,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     for p in sub.choices.values():  # --course is accepted after the command too
         p.add_argument("--course", dest="course_after", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*not in session.*")  # nbgrader's own SQLAlchemy noise
 
     try:
         course = pipeline.course_dir(args.course_after or args.course)

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END H
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+# nbgrader's own SQLAlchemy session warnings say nothing an instructor can act on.
+warnings.filterwarnings("ignore", message=".*not in session.*")
 
 # nbgrader runs the `alembic` command of its environment; find it without an activated venv.
 _BIN = str(Path(sys.executable).parent)

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import pipeline
+from . import autograde, pipeline, sandbox
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("autograde", help="grade a folder of submissions, one folder per student id")
     p.add_argument("assignment")
     p.add_argument("--submissions", required=True, type=Path, help="folder with one sub-folder per student")
+    p.add_argument("--workers", type=int, help="submissions graded at once (default: one per CPU core)")
+    p.add_argument("--cell-seconds", type=float, default=60.0, help="time limit per cell (default 60)")
+    p.add_argument("--notebook-seconds", type=float, default=240.0, help="time limit per notebook (default 240)")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="grade without a sandbox (only for work you trust, e.g. where bubblewrap cannot run)")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
     p.add_argument("assignment")
     p = sub.add_parser("export", help="grades as CSV")
@@ -42,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.assignments or pipeline.assignments():
                 print(f"released {name}: {pipeline.release(name, course)}")
         elif args.command == "autograde":
-            outcomes = pipeline.autograde(args.assignment, args.submissions, course)
+            limits = sandbox.Limits(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds)
+            outcomes = autograde.autograde(args.assignment, args.submissions, course, limits=limits,
+                                           workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox)
             print(f"{'student':20s} {'status':10s} {'score':>9s}  notes")
             for o in outcomes:
                 score = f"{o.score:g}/{o.max_score:g}" if o.status == "graded" else "-"
                 manual = " (+ manual grading)" if o.needs_manual_grade else ""
-                print(f"{o.student:20s} {o.status:10s} {score:>9s}  {'; '.join(o.notes)}{manual}")
+                flag = "FLAGGED " if o.flagged else ""
+                print(f"{o.student:20s} {o.status:10s} {score:>9s}  {flag}{'; '.join(o.notes)}{manual}")
             print(f"report: {course / 'reports' / (args.assignment + '.json')}")
         elif args.command == "feedback":
             files = pipeline.feedback(args.assignment, course)

@@ -3,12 +3,13 @@
 It can also be used with plain nbgrader: `nbgrader <command> --config grader/nbgrader_config.py`
 together with `--CourseDirectory.root=<your course directory>`.
 """
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
-    AssignLatePenalties, CheckCellMetadata, Execute, GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata, DeduplicateIds, GetGrades, LimitOutput, OverwriteCells,
+    OverwriteKernelspec, SaveAutoGrades,
 )
 
-from grader.preprocessors import HideHiddenTests, StderrToStdout
+from grader.preprocessors import HideHiddenTests
 
 c = get_config()  # noqa: F821  (provided by traitlets when the file is loaded)
 
@@ -19,20 +20,14 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_S
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Execution limits per cell; the whole assignment runs in seconds when it is right.
-c.Execute.timeout = 120
-c.Execute.startup_timeout = 60
-c.Execute.interrupt_on_timeout = True
+# nbgrader never runs student code here: `python -m grader autograde` executes each
+# submission in a sandbox, decides the scores in a trusted process, and hands nbgrader a
+# notebook whose test cells already end in their score (nbgrader reads it as partial credit).
+# nbgrader then only restores the canonical cells and records grades in the gradebook.
+c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
-
-# Honest answers must not lose points to warnings or progress bars: nbgrader scores a test
-# cell 0 when anything reaches stderr, so stderr of every cell is turned into stdout after
-# execution and before the grades are saved. Errors (exceptions) still score 0.
-c.Autograde.autograde_preprocessors = [
-    Execute, StderrToStdout, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-    AssignLatePenalties, CheckCellMetadata,
-]
 
 # Feedback shows neither hidden test source nor tracebacks that would quote it.
 c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]

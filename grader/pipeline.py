@@ -13,16 +13,12 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jupytext
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
 from nbgrader import utils as nbutils
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
@@ -100,48 +96,45 @@ def source_notebook(name: str, solutions: Path = SOLUTIONS) -> nbformat.Notebook
     return nb
 
 
-def self_test(nb: nbformat.NotebookNode, timeout: int = 300) -> list[str]:
-    """Run a source notebook (with its solutions) and list every test that does not give full marks."""
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # a deep copy
-    with tempfile.TemporaryDirectory() as tmp, _environ(NBGRADER_EXECUTION="validate"):
-        try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                           resources={"metadata": {"path": tmp}}).execute()
-        except (CellExecutionError, DeadKernelError, TimeoutError) as err:
-            return [f"the solution notebook did not run to the end: {type(err).__name__}: {err}"]
-    problems = []
-    for cell in nb.cells:
-        if cell.cell_type == "code":
+def self_test(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], dict]:
+    """Run a source notebook (with its solutions) through the grading runner, in the sandbox when
+    there is one. Returns the problems (every test must pass and record at least one value) and
+    the reference: the records of every probe and the points of every autograded test cell."""
+    from . import canonical, execution, sandbox
+
+    run_nb, nonce = canonical.to_run(nb, nb, nb)
+    run = execution.execute(run_nb, f"{name}.ipynb", sandbox.Limits(), sandboxed=sandbox.unavailable_reason() is None)
+    problems = list(run.events) + canonical.canaries_ok(run.notebook, nonce)
+    for cell in run.notebook.cells:
+        tag = cell.metadata.get(canonical.TAG, {})
+        if tag.get("role") in ("answer", "visible", "probe", "locked"):
             for out in cell.get("outputs", []):
-                if out.output_type == "error":
-                    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
-                    problems.append(f"cell {grade_id}: {out.ename}: {out.evalue}")
-        if nbutils.is_grade(cell) and not nbutils.is_solution(cell):
-            score, max_score = nbutils.determine_grade(cell)
-            if score != max_score:
-                problems.append(f"test {cell.metadata.nbgrader['grade_id']} gives {score} of {max_score} points")
-    return problems
+                if out.get("output_type") == "error":
+                    problems.append(f"cell {tag.get('grade_id')}: {out.get('ename')}: {out.get('evalue')}")
+    points = {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"]) for c in nb.cells
+              if nbutils.is_grade(c) and not nbutils.is_solution(c)}
+    for grade_id in points:
+        if not any(n.split("/", 1)[0] == grade_id for n in run.records):
+            problems.append(f"test {grade_id} records nothing: its hidden part must call checks.record(...)")
+    for rec_name, rec in run.records.items():
+        if rec["kind"] not in ("tensor", "json"):
+            problems.append(f"record {rec_name} of the solution is {rec['kind']}: {rec.get('value')}")
+        if rec_name.split("/", 1)[0] not in points:
+            problems.append(f"record {rec_name} does not name an autograded test cell")
+    return problems, {"records": run.records, "points": points}
 
 
-@contextmanager
-def _environ(**values: str):
-    """Set environment variables for the kernels started inside the block."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def read_reference(course: Path, name: str) -> dict:
+    path = course / "reference" / f"{name}.json"
+    if not path.is_file():
+        raise GraderError(f"no reference results for {name}: run `python -m grader release {name}` again")
+    return json.loads(path.read_text())
 
 
 def release(name: str, course: Path, solutions: Path = SOLUTIONS) -> Path:
     """Build the student version of assignment `name`; refuse if its solution fails its own tests."""
     nb = source_notebook(name, solutions)
-    problems = self_test(nb)
+    problems, reference = self_test(nb, name)
     if problems:
         raise GraderError(f"{name}: the solution fails its own tests, nothing released:\n  " + "\n  ".join(problems))
     src = course / "source" / name / f"{name}.ipynb"
@@ -155,6 +148,9 @@ def release(name: str, course: Path, solutions: Path = SOLUTIONS) -> Path:
     leaked = [m for m in SECRET_MARKERS if m in text]
     if leaked or "jupytext" in nbformat.reads(text, 4).metadata:
         raise GraderError(f"{name}: the release still holds {leaked or 'jupytext metadata'}; it was not published")
+    ref = course / "reference" / f"{name}.json"
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(json.dumps(reference))
     return out
 
 
@@ -172,6 +168,8 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     upload_sha256: str = ""
     upload: str = ""
+    flagged: bool = False  # the kernel was tampered with (the score is unaffected: it gains nothing)
+    seconds: float = 0.0
 
 
 def _sha256(path: Path) -> str:
@@ -214,99 +212,6 @@ def _load_submission(path: Path, outcome: Outcome) -> nbformat.NotebookNode | No
         outcome.notes.append(f"kernel was {kernel!r}; graded with python3")
         nb.metadata["kernelspec"] = dict(KERNEL)
     return nb
-
-
-def _kernel_death(course: Path, name: str, student: str) -> str | None:
-    """Where the kernel died, read from the autograded notebook, if it did."""
-    path = course / "autograded" / student / name / f"{name}.ipynb"
-    if not path.is_file():
-        return None
-    nb = nbformat.read(path, as_version=4)
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and out.get("ename") in ("DeadKernelError", "CellTimeoutError"):
-                return f"{out.ename} at cell {i}: {out.get('evalue', '')}".strip()
-    return None
-
-
-def autograde(name: str, submissions: Path, course: Path) -> list[Outcome]:
-    """Grade every student folder in `submissions`; a bad one is reported and the batch goes on.
-
-    The uploads are copied byte for byte into course/uploads/NAME/STUDENT first and never
-    changed. Returns one Outcome per folder and writes course/reports/NAME.json.
-    """
-    _check_assignment(name)
-    if not (course / "release" / name / f"{name}.ipynb").is_file():
-        raise GraderError(f"{name} has not been released in {course}: run `python -m grader release {name}` first")
-    submissions = Path(submissions).resolve()
-    if not submissions.is_dir():
-        raise GraderError(f"the submissions folder {submissions} does not exist")
-    api = nbgrader_api(course)
-    outcomes = []
-    for folder in sorted(p for p in submissions.iterdir()):
-        outcome = Outcome(student=folder.name)
-        outcomes.append(outcome)
-        if not folder.is_dir():
-            outcome.status = "ungradable"
-            outcome.notes.append("a file, not a student folder: an upload must sit in a folder named by the student id")
-            continue
-        if not STUDENT_ID.match(folder.name):
-            outcome.status = "ungradable"
-            outcome.notes.append("the folder name is not a valid student id (letters, digits, _ . @ + -)")
-            continue
-        kept = course / "uploads" / name / folder.name
-        if kept.exists():
-            shutil.rmtree(kept)
-        shutil.copytree(folder, kept, symlinks=True)
-        path = _find_notebook(kept, name, outcome)
-        if path is None:
-            continue
-        outcome.upload, outcome.upload_sha256 = str(path), _sha256(path)
-        nb = _load_submission(path, outcome)
-        if nb is None:
-            continue
-        target = course / "submitted" / folder.name / name / f"{name}.ipynb"
-        if target.parent.exists():
-            shutil.rmtree(target.parent)
-        target.parent.mkdir(parents=True)
-        nbformat.write(nb, target)
-        result = api.autograde(name, folder.name, force=True, create=True)
-        death = _kernel_death(course, name, folder.name)
-        if death:
-            outcome.notes.append(f"the kernel died or timed out ({death}); the tests after it score 0")
-        if not result["success"]:
-            outcome.status = "error"
-            outcome.notes.append(_failure_reason(result.get("log", "") + (result.get("error") or "")))
-            continue
-        _read_scores(api, name, outcome)
-    _write_report(course, name, outcomes)
-    return outcomes
-
-
-FAILURES = {  # what nbgrader's log says -> what the report says
-    "DeadKernelError": "the kernel died while running the notebook (os._exit, a crash or running out of memory); "
-                       "nothing could be graded",
-    "CellTimeoutError": "a cell ran longer than the time limit; nothing could be graded",
-    "TimeoutError": "a cell ran longer than the time limit; nothing could be graded",
-    "MissingEntry": "the notebook does not match the released assignment (cells were deleted or renamed)",
-}
-
-
-def _failure_reason(log: str) -> str:
-    for needle, reason in FAILURES.items():
-        if needle in log:
-            return reason
-    lines = [ln.strip() for ln in log.strip().splitlines() if ln.strip() and "Please see the" not in ln]
-    return "autograding failed: " + (lines[-1][:300] if lines else "no log")
-
-
-def _read_scores(api, name: str, outcome: Outcome) -> None:
-    from nbgrader.api import Gradebook
-
-    with Gradebook(api.coursedir.db_url) as gb:
-        sub = gb.find_submission(name, outcome.student)
-        outcome.score, outcome.max_score = float(sub.score), float(sub.max_score)
-        outcome.needs_manual_grade = bool(sub.needs_manual_grade)
 
 
 def _write_report(course: Path, name: str, outcomes: list[Outcome]) -> Path:

@@ -13,19 +13,6 @@ def _is_test_cell(cell: NotebookNode) -> bool:
     return utils.is_grade(cell) and not utils.is_solution(cell)
 
 
-class StderrToStdout(NbGraderPreprocessor):
-    """Move every stderr stream to stdout, so that a warning does not cost a correct answer.
-
-    Runs after execution: exceptions are `error` outputs and still score 0.
-    """
-
-    def preprocess_cell(self, cell, resources, index):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                output["name"] = "stdout"
-        return cell, resources
-
-
 def strip_hidden(source: str) -> str:
     """The source with every hidden-test region replaced by one comment line."""
     lines, out, hidden = source.split("\n"), [], False

@@ -1,0 +1,139 @@
+"""Grade a class: every submission runs in its own sandbox on a bounded pool; scores are
+decided here, in the trusted process, by comparing its records with the reference run's.
+
+For each student folder: keep the upload byte for byte, read the notebook as data, rebuild
+it on the canonical assignment, execute it in the sandbox, score it, keep the run (executed
+notebook, events, log), and hand nbgrader a pre-scored notebook so that the gradebook,
+manual grading, feedback and export work as usual. nbgrader never executes student code.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from . import canonical, execution, records, sandbox
+from .pipeline import (STUDENT_ID, GraderError, Outcome, _check_assignment, _find_notebook, _load_submission,
+                       _sha256, _write_report, nbgrader_api, read_reference)
+
+
+@dataclass
+class Job:
+    student: str
+    outcome: Outcome
+    run_nb: nbformat.NotebookNode | None = None
+    nonce: dict | None = None
+
+
+def _prepare(folder: Path, name: str, course: Path, release: nbformat.NotebookNode,
+             source: nbformat.NotebookNode) -> Job:
+    outcome = Outcome(student=folder.name)
+    job = Job(folder.name, outcome)
+    if not folder.is_dir() or folder.is_symlink():
+        outcome.status = "ungradable"
+        outcome.notes.append("a file, not a student folder: an upload must sit in a folder named by the student id")
+        return job
+    if not STUDENT_ID.match(folder.name):
+        outcome.status = "ungradable"
+        outcome.notes.append("the folder name is not a valid student id (letters, digits, _ . @ + -)")
+        return job
+    kept = course / "uploads" / name / folder.name
+    if kept.exists():
+        shutil.rmtree(kept)
+    shutil.copytree(folder, kept, symlinks=True)  # the original upload, byte for byte
+    path = _find_notebook(kept, name, outcome)
+    if path is None:
+        return job
+    outcome.upload, outcome.upload_sha256 = str(path), _sha256(path)
+    nb = _load_submission(path, outcome)
+    if nb is not None:
+        job.run_nb, job.nonce = canonical.to_run(nb, release, source)
+    return job
+
+
+def _execute(job: Job, name: str, limits: sandbox.Limits, sandboxed: bool,
+             reference: dict) -> tuple[nbformat.NotebookNode, dict[str, float]]:
+    """Runs in a worker thread: execute in the sandbox and score from the records."""
+    run = execution.execute(job.run_nb, f"{name}.ipynb", limits, sandboxed=sandboxed)
+    scores = records.cell_scores(run.records, reference["records"], reference["points"])
+    job.outcome.notes += run.events
+    if not run.processes_limited and sandboxed:
+        job.outcome.notes.append("process count not capped (no writable pids cgroup on this machine)")
+    tampering = canonical.canaries_ok(run.notebook, job.nonce) if not any(
+        "kernel died" in e or "time" in e or "killed" in e for e in run.events) else []
+    if tampering:
+        job.outcome.flagged = True
+        job.outcome.notes += [f"tampering suspected: {t}" for t in tampering]
+    job.outcome.seconds = round(run.seconds, 1)
+    return run.notebook, scores, run.log
+
+
+def _keep_run(course: Path, name: str, job: Job, executed: nbformat.NotebookNode, log: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = course / "runs" / name / job.student / stamp
+    folder.mkdir(parents=True)
+    nbformat.write(executed, folder / "executed.ipynb")
+    (folder / "run.json").write_text(json.dumps({"notes": job.outcome.notes, "seconds": job.outcome.seconds,
+                                                 "upload_sha256": job.outcome.upload_sha256}, indent=2))
+    (folder / "runner.log").write_text(log)
+    return folder
+
+
+def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits | None = None,
+              workers: int | None = None, allow_unsandboxed: bool = False) -> list[Outcome]:
+    """Grade every student folder in `submissions`; a bad one is reported and the batch goes on."""
+    _check_assignment(name)
+    limits = limits or sandbox.Limits()
+    release_path = course / "release" / name / f"{name}.ipynb"
+    if not release_path.is_file():
+        raise GraderError(f"{name} has not been released in {course}: run `python -m grader release {name}` first")
+    reason = sandbox.unavailable_reason()
+    if reason and not allow_unsandboxed:
+        raise GraderError(f"refusing to run untrusted notebooks without a sandbox: {reason}. "
+                          "Install bubblewrap, or pass --unsafe-no-sandbox to grade work you trust.")
+    submissions = Path(submissions).resolve()
+    if not submissions.is_dir():
+        raise GraderError(f"the submissions folder {submissions} does not exist")
+    release = nbformat.read(release_path, as_version=4)
+    source = nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4)
+    reference = read_reference(course, name)
+    jobs = [_prepare(folder, name, course, release, source) for folder in sorted(submissions.iterdir())]
+    runnable = [j for j in jobs if j.run_nb is not None]
+    api = nbgrader_api(course)
+    pool = sandbox.LocalPool(workers)
+    for job, result in pool.map_unordered(lambda j: _execute(j, name, limits, reason is None, reference), runnable):
+        if isinstance(result, Exception):
+            job.outcome.status = "error"
+            job.outcome.notes.append(f"the grader failed on this submission: {type(result).__name__}: {result}")
+            continue
+        executed, scores, log = result
+        _keep_run(course, name, job, executed, log)
+        graded = canonical.to_graded(executed, release, scores)
+        target = course / "submitted" / job.student / name / f"{name}.ipynb"
+        if target.parent.exists():
+            shutil.rmtree(target.parent)
+        target.parent.mkdir(parents=True)
+        nbformat.write(graded, target)
+        done = api.autograde(name, job.student, force=True, create=True)  # book-keeping only: no execution
+        if not done["success"]:
+            job.outcome.status = "error"
+            lines = (done.get("log") or "").strip().splitlines()
+            job.outcome.notes.append("nbgrader could not record the grades: " + (lines[-1] if lines else "no log"))
+            continue
+        _read_scores(api, name, job.outcome)
+    outcomes = [j.outcome for j in jobs]
+    _write_report(course, name, outcomes)
+    return outcomes
+
+
+def _read_scores(api, name: str, outcome: Outcome) -> None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(api.coursedir.db_url) as gb:
+        sub = gb.find_submission(name, outcome.student)
+        outcome.score, outcome.max_score = float(sub.score), float(sub.max_score)
+        outcome.needs_manual_grade = bool(sub.needs_manual_grade)

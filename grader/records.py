@@ -1,0 +1,108 @@
+"""Trusted scoring: parse what a sandboxed run recorded and compare it with the reference run.
+
+Everything read here came out of untrusted code, so it is parsed as plain data (JSON; tensors
+as a dtype from a fixed list, a shape and raw bytes), with sizes checked before use. A record
+matches when its kind, dtype and shape equal the reference's exactly and its values agree
+within the reference's tolerances. Nothing from the student's run can set a tolerance.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+
+import numpy as np
+
+DTYPES = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"}
+MAX_ELEMENTS = 4_000_000
+
+
+class BadRecord(ValueError):
+    """A record that is not well-formed data."""
+
+
+def parse(raw_bytes: bytes) -> dict:
+    """One record file's bytes -> its JSON object (raises BadRecord)."""
+    try:
+        entry = json.loads(raw_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise BadRecord(f"not JSON: {type(err).__name__}") from None
+    if type(entry) is not dict or type(entry.get("name")) is not str or entry.get("kind") not in (
+            "tensor", "json", "error", "unsupported"):
+        raise BadRecord("not a record")
+    return entry
+
+
+def load_bundle_records(files: dict) -> tuple[dict[str, dict], list[str]]:
+    """The runner's {filename: {"b64": ...}} -> ({name: record}, problems)."""
+    records, problems = {}, []
+    if type(files) is not dict:
+        return {}, ["records are not a mapping"]
+    for filename, blob in list(files.items())[:1000]:
+        try:
+            if type(blob) is not dict or type(blob.get("b64")) is not str:
+                raise BadRecord("missing or oversized")
+            entry = parse(base64.b64decode(blob["b64"], validate=True))
+            if filename != entry["name"].replace("/", "~") + ".json":
+                raise BadRecord("file name does not match the record name")
+            records[entry["name"]] = entry
+        except (BadRecord, binascii.Error, ValueError) as err:
+            problems.append(f"{str(filename)[:80]}: {err}")
+    return records, problems
+
+
+def tensor(entry: dict) -> np.ndarray:
+    """A tensor record as a NumPy array, checked: known dtype, sane shape, exact byte count."""
+    dtype, shape = entry.get("dtype"), entry.get("shape")
+    if dtype not in DTYPES or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+        raise BadRecord("bad dtype or shape")
+    n = math.prod(shape)
+    if n > MAX_ELEMENTS:
+        raise BadRecord("too many elements")
+    data = base64.b64decode(entry.get("data", ""), validate=True)
+    if len(data) != n * np.dtype(dtype).itemsize:
+        raise BadRecord("byte count does not match the shape")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _json_equal(a: object, b: object, atol: float, rtol: float) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return math.isfinite(a) and abs(a - b) <= atol + rtol * abs(b) or a == b
+    if type(a) is list:
+        return len(a) == len(b) and all(_json_equal(x, y, atol, rtol) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k], atol, rtol) for k in a)
+    return a == b
+
+
+def matches(student: dict | None, reference: dict) -> bool:
+    """Does the student's record equal the reference record (tolerances from the reference)?"""
+    if student is None or student.get("kind") != reference["kind"]:
+        return False
+    atol, rtol = float(reference.get("atol", 1e-6)), float(reference.get("rtol", 1e-5))
+    if reference["kind"] == "json":
+        return _json_equal(student.get("value"), reference["value"], atol, rtol)
+    if reference["kind"] != "tensor":
+        return False  # a reference never records an error
+    try:
+        s, r = tensor(student), tensor(reference)
+    except BadRecord:
+        return False
+    if s.dtype != r.dtype or s.shape != r.shape:
+        return False
+    if r.dtype.kind in "fc":
+        return bool(np.all(np.isfinite(s) == np.isfinite(r)) and np.allclose(s, r, atol=atol, rtol=rtol, equal_nan=True))
+    return bool(np.array_equal(s, r))
+
+
+def cell_scores(student: dict[str, dict], reference: dict[str, dict], points: dict[str, float]) -> dict[str, float]:
+    """Score of each autograded test cell: its points times the fraction of its records that match."""
+    scores = {}
+    for grade_id, max_points in points.items():
+        names = [n for n in reference if n.split("/", 1)[0] == grade_id]
+        hits = sum(matches(student.get(n), reference[n]) for n in names)
+        scores[grade_id] = round(max_points * hits / len(names), 4) if names else 0.0
+    return scores

@@ -1,0 +1,227 @@
+"""Run untrusted code under bubblewrap: no network, a private view of the file system, its own
+process namespace killed as a whole at the end, and limits on time, memory, processes,
+file size and scratch space.
+
+The sandbox sees, read-only: the system (/usr, /etc), the Python installation and virtual
+environment, and the course's `utils` and `grader` packages. It sees nothing else of the
+host: not the course directory, the gradebook, the solutions, or other submissions. Its
+only writable places are /home/student and /tmp, small memory-backed file systems. Results leave
+through one pipe (file descriptor 3) that the trusted parent reads with a size cap.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORKDIR = "/home/student"  # the sandbox's scratch folder and working directory
+PIDS_CGROUPS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use."""
+
+    cell_seconds: float = 60.0  # per cell, then the kernel is stopped
+    notebook_seconds: float = 240.0  # the whole run, kernel start included
+    memory_bytes: int = 4 * 2**30  # address space per process (torch needs about 0.8 GB)
+    processes: int = 256  # tasks (processes and threads) in the sandbox, where a pids cgroup is writable
+    file_bytes: int = 64 * 2**20  # largest file the code may write
+    scratch_bytes: int = 256 * 2**20  # the scratch folder and /tmp hold at most this much each
+    output_bytes: int = 4 * 2**20  # notebook outputs kept; the rest is cut with a note
+    result_bytes: int = 96 * 2**20  # most the parent reads back from the sandbox
+
+
+class SandboxUnavailable(RuntimeError):
+    """No working sandbox on this machine; the message says why and what to install."""
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """None when bubblewrap works here, else why not (checked once per process)."""
+    if sys.platform != "linux":
+        return f"the sandbox needs Linux namespaces (bubblewrap); this is {sys.platform}"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap; `make test` installs it)"
+    probe = subprocess.run(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:300]}"
+    return None
+
+
+def _ro_paths() -> list[Path]:
+    paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), REPO / "utils", REPO / "grader"]
+    out: list[Path] = []
+    for p in paths:
+        p = p.resolve()
+        if p.exists() and not any(p == q or q in p.parents for q in out):
+            out.append(p)
+    return out
+
+
+def bwrap_command(inner: list[str], inputs: Path, limits: Limits) -> list[str]:
+    """The bubblewrap command line that runs `inner` with `inputs` visible read-only at /in."""
+    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+           "--uid", "1000", "--gid", "1000", "--hostname", "sandbox"]
+    for p in _ro_paths():
+        cmd += ["--ro-bind", str(p), str(p)]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32"):  # merged-/usr symlinks, or real folders
+        host = Path("/") / name
+        if host.is_symlink():
+            cmd += ["--symlink", os.readlink(host), f"/{name}"]
+        elif host.is_dir():
+            cmd += ["--ro-bind", str(host), f"/{name}"]
+    size = str(limits.scratch_bytes)
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR,
+            "--ro-bind", str(inputs), "/in", "--chdir", WORKDIR, "--clearenv"]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
+           "JUPYTER_RUNTIME_DIR": "/tmp/runtime", "JUPYTER_DATA_DIR": "/tmp/jupyter", "IPYTHONDIR": "/tmp/ipython",
+           "MPLCONFIGDIR": "/tmp/mpl", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    return cmd + ["--"] + inner
+
+
+def _limited(cmd: list[str], limits: Limits, cgroup: "_PidsCgroup", result_fd: int) -> list[str]:
+    """cmd started inside the cgroup (joined before exec, so every descendant counts), under
+    rlimits, with the result pipe as its file descriptor 3."""
+    procs = str(cgroup.path / "cgroup.procs") if cgroup.path else "/dev/null"
+    return ["sh", "-c", 'echo 0 > "$1"; fd=$2; shift 2; exec "$@" 3>&"$fd"', "sh", procs, str(result_fd),
+            "prlimit", f"--as={limits.memory_bytes}", f"--fsize={limits.file_bytes}", "--core=0", "--", *cmd]
+
+
+class _PidsCgroup:
+    """A pids cgroup capping the number of tasks, where this machine lets us make one."""
+
+    def __init__(self, limit: int, enabled: bool = True) -> None:
+        self.path: Path | None = None
+        for root in PIDS_CGROUPS if enabled else ():
+            if (root / "cgroup.procs").exists() and os.access(root, os.W_OK):
+                path = root / f"dlcourse-{uuid.uuid4().hex[:12]}"
+                try:
+                    path.mkdir()
+                    (path / "pids.max").write_text(str(limit))
+                    self.path = path
+                    break
+                except OSError:
+                    try:
+                        path.rmdir()
+                    except OSError:
+                        pass
+
+    def kill_and_remove(self) -> None:
+        if self.path is None:
+            return
+        for _ in range(50):
+            pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+@dataclass
+class Run:
+    """What came back from one sandboxed run."""
+
+    result: bytes  # what the code wrote to fd 3, at most Limits.result_bytes
+    returncode: int | None  # None: killed at the notebook time limit
+    seconds: float
+    stderr: str  # the last lines of the runner's stderr, for the log
+    processes_limited: bool  # whether a pids cgroup capped the process count
+
+
+def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) -> Run:
+    """Run `inner` (in the sandbox unless sandboxed=False) and read its fd 3 with a size cap.
+
+    The whole process tree is killed when it ends or when the notebook time limit is reached.
+    """
+    if sandboxed and (reason := unavailable_reason()):
+        raise SandboxUnavailable(reason)
+    cmd = bwrap_command(inner, inputs, limits) if sandboxed else inner
+    read_fd, write_fd = os.pipe()
+    cgroup = _PidsCgroup(limits.processes, enabled=sandboxed)
+    start = time.perf_counter()
+    env = None if sandboxed else {**os.environ, "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    scratch = None if sandboxed else tempfile.mkdtemp(prefix="dlcourse-work-")  # trusted runs only
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(_limited(cmd, limits, cgroup, write_fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=log, pass_fds=(write_fd,), start_new_session=True, env=env, cwd=scratch)
+    os.close(write_fd)
+    chunks, size, returncode = [], 0, None
+    deadline = start + limits.notebook_seconds + 15  # the runner stops itself first; this is the backstop
+    try:
+        os.set_blocking(read_fd, False)
+        while True:
+            try:
+                chunk = os.read(read_fd, 1 << 16)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                if size < limits.result_bytes:
+                    chunks.append(chunk[: limits.result_bytes - size])
+                size += len(chunk)
+            elif chunk == b"" and proc.poll() is not None:
+                returncode = proc.returncode
+                break
+            elif time.perf_counter() > deadline:
+                break
+            else:
+                time.sleep(0.02)
+    finally:
+        os.close(read_fd)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        cgroup.kill_and_remove()
+        proc.wait()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+    tail = "\n".join(log.read().decode(errors="replace").strip().splitlines()[-40:])
+    log.close()
+    return Run(b"".join(chunks), returncode, time.perf_counter() - start, tail, cgroup.path is not None)
+
+
+class LocalPool:
+    """The executor seam: runs jobs on a bounded pool of threads, each driving one sandbox.
+
+    A cluster engine can take its place by offering the same `map_unordered(fn, jobs)`.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def map_unordered(self, fn: Callable, jobs: Iterable) -> Iterator:
+        """Yield (job, fn(job)) as each finishes; an exception is yielded in place of the result."""
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {pool.submit(fn, job): job for job in jobs}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    yield job, future.result()
+                except Exception as err:  # one job's failure never stops the batch
+                    yield job, err

@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install book book-all test bench notebooks clean
+.PHONY: install sandbox book book-all test bench notebooks clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -20,6 +20,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# bubblewrap: the grader's sandbox. Installed from Debian/Ubuntu packages when missing (as root,
+# or with sudo); on other systems the grader refuses untrusted work (see README).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || [ "$$(uname -s)" != Linux ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap"; apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	    sudo apt-get install -y -qq bubblewrap; \
+	  else echo "bubblewrap is missing: install it with your package manager"; exit 1; fi; }
+
 book: $(STAMP)  ## build the site into _build/html (only what changed)
 	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
 	@echo "Open file://$(CURDIR)/_build/html/index.html"
@@ -27,11 +37,11 @@ book: $(STAMP)  ## build the site into _build/html (only what changed)
 book-all: $(STAMP)  ## rebuild every page, as CI does
 	$(BIN)/jupyter-book build --all $(BOOK_FLAGS) .
 
-test: $(STAMP)  ## the whole suite: utils, notebooks (nbval), grader round trips, site
+test: $(STAMP) sandbox  ## the whole suite: utils, notebooks (nbval), grader round trips, site
 	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--junitxml=test-results/junit.xml tests notebooks
 
-bench: $(STAMP)  ## time every notebook, assignment, book build and one autograde
+bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one autograde
 	$(BIN)/python tests/bench.py
 
 notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)

@@ -59,17 +59,19 @@ def _execute(job: Job, name: str, limits: sandbox.Limits, sandboxed: bool,
              reference: dict) -> tuple[nbformat.NotebookNode, dict[str, float]]:
     """Runs in a worker thread: execute in the sandbox and score from the records."""
     run = execution.execute(job.run_nb, f"{name}.ipynb", limits, sandboxed=sandboxed)
-    scores = records.cell_scores(run.records, reference["records"], reference["points"])
+    scores, details = records.cell_scores(run.records, reference["records"], reference["points"])
     job.outcome.notes += run.events
     if not run.processes_limited and sandboxed:
         job.outcome.notes.append("process count not capped (no writable pids cgroup on this machine)")
-    tampering = canonical.canaries_ok(run.notebook, job.nonce) if not any(
-        "kernel died" in e or "time" in e or "killed" in e for e in run.events) else []
+    if not run.report_ok and not run.stopped:
+        tampering = ["the grading process inside the sandbox was killed or sent a malformed report"]
+    else:  # a run cut short never reaches the canaries
+        tampering = [] if run.stopped else canonical.canaries_ok(run.notebook, job.nonce)
     if tampering:
         job.outcome.flagged = True
         job.outcome.notes += [f"tampering suspected: {t}" for t in tampering]
     job.outcome.seconds = round(run.seconds, 1)
-    return run.notebook, scores, run.log
+    return run.notebook, scores, details, run.log
 
 
 def _keep_run(course: Path, name: str, job: Job, executed: nbformat.NotebookNode, log: str) -> Path:
@@ -110,9 +112,9 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
             job.outcome.status = "error"
             job.outcome.notes.append(f"the grader failed on this submission: {type(result).__name__}: {result}")
             continue
-        executed, scores, log = result
+        executed, scores, details, log = result
         _keep_run(course, name, job, executed, log)
-        graded = canonical.to_graded(executed, release, scores)
+        graded = canonical.to_graded(executed, release, scores, details)
         target = course / "submitted" / job.student / name / f"{name}.ipynb"
         if target.parent.exists():
             shutil.rmtree(target.parent)

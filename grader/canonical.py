@@ -91,7 +91,8 @@ def to_run(student: NotebookNode, release: NotebookNode, source: NotebookNode) -
     nonce = {"assert": secrets.token_hex(8), "print": secrets.token_hex(8)}
     cells.append(_code(f'assert 1 + 1 == 3, "canary {nonce["assert"]}"', "canary"))
     cells.append(_code(f'print("canary", "{nonce["print"]}")', "canary"))
-    for cell in cells:  # only the canonical cells carry nbgrader metadata
+    for i, cell in enumerate(cells):  # only the canonical cells carry nbgrader metadata
+        cell["id"] = f"cell-{i}"  # unique, whatever the student duplicated
         if cell.metadata[TAG]["role"] in ("extra", "visible", "probe", "canary"):
             cell.metadata.pop("nbgrader", None)
     run = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(release.metadata))
@@ -103,6 +104,8 @@ def canaries_ok(executed: NotebookNode, nonce: dict) -> list[str]:
     canary = [c for c in executed.cells if c.metadata.get(TAG, {}).get("role") == "canary"]
     problems = []
     outs = [o for c in canary[:1] for o in c.get("outputs", [])]
+    if any(o.get("ename") == "MemoryError" for o in outs):
+        return []  # a kernel out of memory cannot even raise; that is not tampering
     if not any(o.get("output_type") == "error" and o.get("ename") == "AssertionError"
                and nonce["assert"] in str(o.get("evalue")) for o in outs):
         problems.append("a failing assert did not raise AssertionError (assertions or error reporting were tampered with)")
@@ -126,9 +129,11 @@ def _as_text(output: dict) -> dict | None:
     return None
 
 
-def to_graded(executed: NotebookNode, release: NotebookNode, scores: dict[str, float]) -> NotebookNode:
+def to_graded(executed: NotebookNode, release: NotebookNode, scores: dict[str, float],
+              details: dict[str, list[str]]) -> NotebookNode:
     """The notebook nbgrader records: canonical cells with the run's outputs, each test cell
-    ending in its trusted score (nbgrader reads a number as the cell's partial credit)."""
+    ending in what each hidden case gave and its trusted score (nbgrader reads that number as
+    the cell's partial credit)."""
     by_role: dict[tuple[str, str | None], list[NotebookNode]] = {}
     extras_after: dict[str | None, list[NotebookNode]] = {}
     last: str | None = None
@@ -150,7 +155,8 @@ def to_graded(executed: NotebookNode, release: NotebookNode, scores: dict[str, f
             texts = [t for p in parts for o in p.get("outputs", []) if (t := _as_text(o))]
             score = nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(scores.get(gid, 0.0)))},
                                            execution_count=None)
-            out.outputs = texts + [score]
+            summary = "\n".join(details.get(gid, [])) + "\n"
+            out.outputs = texts + [nbformat.v4.new_output("stream", name="stdout", text=summary), score]
         else:
             role = "answer" if _nbg(cell).get("solution") else "locked"
             ran = by_role.get((role, gid), [])

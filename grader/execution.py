@@ -26,6 +26,8 @@ class Execution:
     seconds: float = 0.0
     log: str = ""
     processes_limited: bool = False
+    report_ok: bool = True  # False: the runner was killed or its report was garbage
+    stopped: bool = False  # the kernel died or a time limit ended the run early
 
 
 def _describe(event: dict, cells: list, limits: sandbox.Limits) -> str:
@@ -33,12 +35,19 @@ def _describe(event: dict, cells: list, limits: sandbox.Limits) -> str:
     where = ""
     if type(index) is int and 0 <= index < len(cells):
         tag = cells[index].metadata.get(TAG, {})
-        where = f" at cell {index} ({tag.get('grade_id') or tag.get('role') or 'a cell'})"
+        if tag.get("grade_id"):
+            where = f" in cell {tag['grade_id']}"
+        else:  # a cell the student added: say which canonical cell it follows
+            before = [c.metadata.get(TAG, {}).get("grade_id") for c in cells[:index]]
+            after = next((g for g in reversed(before) if g), None)
+            where = f" in a cell you added after {after}" if after else " in a cell you added at the top"
     kind = event.get("event")
     if kind == "kernel_died":
         return f"kernel died{where} (a crash, os._exit, or the memory limit); the tests after it score 0"
     if kind == "timeout":
         return f"timed out after {limits.cell_seconds:g} s{where}; the tests after it score 0"
+    if kind == "output_cut":
+        return f"output over {limits.output_bytes // 2**20} MB was cut"
     if kind == "deadline":
         return f"the notebook ran past its {limits.notebook_seconds:g} s limit{where}; the tests after it score 0"
     return f"the grading runner failed: {str(event.get('error', kind))[:300]}"
@@ -74,7 +83,9 @@ def execute(run_nb: nbformat.NotebookNode, filename: str, limits: sandbox.Limits
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         report = None
     if type(report) is not dict:
+        result.report_ok = False
         killed = run.returncode is None
+        result.stopped = killed
         result.events.append("the notebook was stopped at its time limit" if killed else
                              "the grading process was killed or its report was unreadable (tampering?); "
                              "nothing could be graded")
@@ -96,4 +107,5 @@ def execute(run_nb: nbformat.NotebookNode, filename: str, limits: sandbox.Limits
     for event in events if type(events) is list else []:
         if type(event) is dict:
             result.events.append(_describe(event, run_nb.cells, limits))
+            result.stopped = result.stopped or event.get("event") in ("kernel_died", "timeout", "deadline")
     return result

@@ -98,11 +98,37 @@ def matches(student: dict | None, reference: dict) -> bool:
     return bool(np.array_equal(s, r))
 
 
-def cell_scores(student: dict[str, dict], reference: dict[str, dict], points: dict[str, float]) -> dict[str, float]:
-    """Score of each autograded test cell: its points times the fraction of its records that match."""
-    scores = {}
+def explain(student: dict | None, reference: dict) -> str:
+    """Why a record does or does not match, without revealing the expected values."""
+    if matches(student, reference):
+        return "passed"
+    if student is None:
+        return "no result (the cell did not get this far, or the record was removed)"
+    if student.get("kind") == "error":
+        return f"raised {str(student.get('value'))[:150]}"
+    if student.get("kind") != reference["kind"]:
+        got = student.get("value") if student.get("kind") == "unsupported" else student.get("kind")
+        want = "a tensor" if reference["kind"] == "tensor" else type(reference.get("value")).__name__
+        return f"returned {str(got)[:60]}, expected {want}"
+    if reference["kind"] == "tensor":
+        try:
+            s, r = tensor(student), tensor(reference)
+        except BadRecord as err:
+            return f"returned a malformed tensor ({err})"
+        if s.dtype != r.dtype or s.shape != r.shape:
+            return f"returned a {s.dtype} tensor of shape {tuple(s.shape)}, expected {r.dtype} {tuple(r.shape)}"
+    return "wrong values"
+
+
+def cell_scores(student: dict[str, dict], reference: dict[str, dict],
+                points: dict[str, float]) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Score of each autograded test cell (its points times the fraction of its records that
+    match) and one explanation line per hidden case."""
+    scores, details = {}, {}
     for grade_id, max_points in points.items():
-        names = [n for n in reference if n.split("/", 1)[0] == grade_id]
+        names = sorted(n for n in reference if n.split("/", 1)[0] == grade_id)
         hits = sum(matches(student.get(n), reference[n]) for n in names)
         scores[grade_id] = round(max_points * hits / len(names), 4) if names else 0.0
-    return scores
+        details[grade_id] = [f"hidden case {n.split('/', 1)[1]}: {explain(student.get(n), reference[n])}"
+                             for n in names]
+    return scores, details

@@ -2,11 +2,11 @@
 process namespace killed as a whole at the end, and limits on time, memory, processes,
 file size and scratch space.
 
-The sandbox sees, read-only: the system (/usr, /etc), the Python installation and virtual
+The sandbox sees, read-only: the system (/usr, a few files of /etc), the Python installation and virtual
 environment, and the course's `utils` and `grader` packages. It sees nothing else of the
 host: not the course directory, the gradebook, the solutions, or other submissions. Its
 only writable places are /home/student and /tmp, small memory-backed file systems. Results leave
-through one pipe (file descriptor 3) that the trusted parent reads with a size cap.
+through one pipe (its number in $DLCOURSE_RESULT_FD) that the trusted parent reads with a size cap.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = "/home/student"  # the sandbox's scratch folder and working directory
+RECORDS = "/records"  # where probes record results: apart, so that a full scratch disk cannot erase them
 PIDS_CGROUPS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2
 
 
@@ -39,7 +40,8 @@ class Limits:
     processes: int = 256  # tasks (processes and threads) in the sandbox, where a pids cgroup is writable
     file_bytes: int = 64 * 2**20  # largest file the code may write
     scratch_bytes: int = 256 * 2**20  # the scratch folder and /tmp hold at most this much each
-    output_bytes: int = 4 * 2**20  # notebook outputs kept; the rest is cut with a note
+    output_bytes: int = 4 * 2**20  # outputs of the student's cells kept; the rest is cut with a note
+    record_bytes: int = 64 * 2**20  # space for the probes' records
     result_bytes: int = 96 * 2**20  # most the parent reads back from the sandbox
 
 
@@ -61,8 +63,16 @@ def unavailable_reason() -> str | None:
     return None
 
 
+# The few files of /etc that Python, its libraries and fonts read. Not /etc as a whole: the
+# sandbox may map to the host's root user (bubblewrap run by root), and /etc holds secrets.
+ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts", "mime.types",
+       "nsswitch.conf", "host.conf", "gai.conf")
+ETC_WRITTEN = {"passwd": "root:x:0:0::/root:/bin/false\nstudent:x:1000:1000::/home/student:/bin/false\n",
+               "group": "root:x:0:\nstudent:x:1000:\n", "hosts": "127.0.0.1 localhost sandbox\n"}
+
+
 def _ro_paths() -> list[Path]:
-    paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), REPO / "utils", REPO / "grader"]
+    paths = [Path("/usr"), Path(sys.base_prefix), Path(sys.prefix), REPO / "utils", REPO / "grader"]
     out: list[Path] = []
     for p in paths:
         p = p.resolve()
@@ -71,12 +81,17 @@ def _ro_paths() -> list[Path]:
     return out
 
 
-def bwrap_command(inner: list[str], inputs: Path, limits: Limits) -> list[str]:
-    """The bubblewrap command line that runs `inner` with `inputs` visible read-only at /in."""
+def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int) -> list[str]:
+    """The bubblewrap command line that runs `inner` with `inputs` visible read-only at /in and
+    the number of the result pipe in $DLCOURSE_RESULT_FD."""
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--uid", "1000", "--gid", "1000", "--hostname", "sandbox"]
     for p in _ro_paths():
         cmd += ["--ro-bind", str(p), str(p)]
+    for name in ETC:
+        cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for name in ETC_WRITTEN:
+        cmd += ["--ro-bind", str(inputs.parent / f"{inputs.name}.etc" / name), f"/etc/{name}"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):  # merged-/usr symlinks, or real folders
         host = Path("/") / name
         if host.is_symlink():
@@ -86,21 +101,22 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits) -> list[str]:
     size = str(limits.scratch_bytes)
     cmd += ["--proc", "/proc", "--dev", "/dev",
             "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR,
+            "--size", str(limits.record_bytes), "--tmpfs", RECORDS,
             "--ro-bind", str(inputs), "/in", "--chdir", WORKDIR, "--clearenv"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
            "JUPYTER_RUNTIME_DIR": "/tmp/runtime", "JUPYTER_DATA_DIR": "/tmp/jupyter", "IPYTHONDIR": "/tmp/ipython",
-           "MPLCONFIGDIR": "/tmp/mpl", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+           "MPLCONFIGDIR": "/tmp/mpl", "PYDEVD_DISABLE_FILE_VALIDATION": "1", "DLCOURSE_RESULT_FD": str(result_fd),
+           "DLCOURSE_RECORDS": RECORDS}
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--"] + inner
 
 
-def _limited(cmd: list[str], limits: Limits, cgroup: "_PidsCgroup", result_fd: int) -> list[str]:
-    """cmd started inside the cgroup (joined before exec, so every descendant counts), under
-    rlimits, with the result pipe as its file descriptor 3."""
+def _limited(cmd: list[str], limits: Limits, cgroup: "_PidsCgroup") -> list[str]:
+    """cmd started inside the cgroup (joined before exec, so every descendant counts), under rlimits."""
     procs = str(cgroup.path / "cgroup.procs") if cgroup.path else "/dev/null"
-    return ["sh", "-c", 'echo 0 > "$1"; fd=$2; shift 2; exec "$@" 3>&"$fd"', "sh", procs, str(result_fd),
+    return ["sh", "-c", 'echo 0 > "$1"; shift; exec "$@"', "sh", procs,
             "prlimit", f"--as={limits.memory_bytes}", f"--fsize={limits.file_bytes}", "--core=0", "--", *cmd]
 
 
@@ -146,7 +162,7 @@ class _PidsCgroup:
 class Run:
     """What came back from one sandboxed run."""
 
-    result: bytes  # what the code wrote to fd 3, at most Limits.result_bytes
+    result: bytes  # what the code wrote to the result pipe, at most Limits.result_bytes
     returncode: int | None  # None: killed at the notebook time limit
     seconds: float
     stderr: str  # the last lines of the runner's stderr, for the log
@@ -154,20 +170,25 @@ class Run:
 
 
 def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) -> Run:
-    """Run `inner` (in the sandbox unless sandboxed=False) and read its fd 3 with a size cap.
+    """Run `inner` (in the sandbox unless sandboxed=False) and read its result pipe with a size cap.
 
     The whole process tree is killed when it ends or when the notebook time limit is reached.
     """
     if sandboxed and (reason := unavailable_reason()):
         raise SandboxUnavailable(reason)
-    cmd = bwrap_command(inner, inputs, limits) if sandboxed else inner
+    etc = inputs.parent / f"{inputs.name}.etc"
+    etc.mkdir(exist_ok=True)
+    for name, text in ETC_WRITTEN.items():
+        (etc / name).write_text(text)
     read_fd, write_fd = os.pipe()
+    cmd = bwrap_command(inner, inputs, limits, write_fd) if sandboxed else inner
     cgroup = _PidsCgroup(limits.processes, enabled=sandboxed)
     start = time.perf_counter()
-    env = None if sandboxed else {**os.environ, "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    env = None if sandboxed else {**os.environ, "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
+                                  "DLCOURSE_RESULT_FD": str(write_fd)}
     scratch = None if sandboxed else tempfile.mkdtemp(prefix="dlcourse-work-")  # trusted runs only
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(_limited(cmd, limits, cgroup, write_fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_limited(cmd, limits, cgroup), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=log, pass_fds=(write_fd,), start_new_session=True, env=env, cwd=scratch)
     os.close(write_fd)
     chunks, size, returncode = [], 0, None
@@ -198,8 +219,9 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
             pass
         cgroup.kill_and_remove()
         proc.wait()
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        for folder in (scratch, etc):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
     log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
     tail = "\n".join(log.read().decode(errors="replace").strip().splitlines()[-40:])
     log.close()

@@ -36,6 +36,53 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def class_of(release: Path, name: str, n: int, folder: Path) -> None:
+    """n submissions: mostly right, some wrong, some unanswered, as a class hands them in."""
+    import nbformat
+    import submissions
+
+    wrong = {"ex4_solution": "def ppmi(C):\n    return torch.zeros(C.shape)"}
+    for i in range(n):
+        nb = (nbformat.read(release, as_version=4) if i % 10 == 9 else
+              submissions.solved(release, name, wrong if i % 5 == 4 else None))
+        submissions.write(folder / f"student{i:03d}", nb, f"{name}.ipynb")
+
+
+def grading_throughput(n: int = 40) -> list[tuple[str, str, float, float]]:
+    """The same n submissions graded by this grader (sandboxed, parallel) and by plain nbgrader."""
+    import shutil
+
+    from grader import autograde, pipeline
+
+    name = pipeline.assignments()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        course = pipeline.course_dir(tmp / "course")
+        release = pipeline.release(name, course)
+        class_of(release, name, n, tmp / "subs")
+        start = time.perf_counter()
+        outcomes = autograde.autograde(name, tmp / "subs", course)
+        ours = time.perf_counter() - start
+        assert all(o.status == "graded" for o in outcomes), [o.notes for o in outcomes if o.status != "graded"]
+
+        plain = tmp / "plain"  # nbgrader as it comes: default configuration, one kernel after another
+        (plain / "source" / name).mkdir(parents=True)
+        shutil.copy(course / "source" / name / f"{name}.ipynb", plain / "source" / name)
+        (plain / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseDirectory.root = {str(plain)!r}\n")
+        nbg = [str(Path(sys.executable).parent / "nbgrader")]
+        subprocess.run(nbg + ["generate_assignment", name, "--force"], cwd=plain, check=True, capture_output=True)
+        for folder in (tmp / "subs").iterdir():
+            (plain / "submitted" / folder.name / name).mkdir(parents=True)
+            shutil.copy(folder / f"{name}.ipynb", plain / "submitted" / folder.name / name)
+        start = time.perf_counter()
+        subprocess.run(nbg + ["autograde", name, "--force"], cwd=plain, check=True, capture_output=True)
+        theirs = time.perf_counter() - start
+    print(f"grading {n} submissions: sandboxed grader {ours:.1f} s, plain nbgrader autograde {theirs:.1f} s, "
+          f"ratio {theirs / ours:.2f}x (target: at least 1.6x)")
+    return [("grading", f"{n} submissions, this grader", ours, theirs / 1.6),
+            ("grading", f"{n} submissions, plain nbgrader", theirs, float("inf"))]
+
+
 def main() -> int:
     from grader import pipeline
     import submissions
@@ -62,6 +109,8 @@ def main() -> int:
         start = time.perf_counter()
         pipeline.autograde(name, subs, course)
         rows.append(("autograde", f"{name}, one submission", time.perf_counter() - start, BUDGET["autograde"]))
+
+    rows += grading_throughput()
 
     print(f"\n{'what':11s} {'item':34s} {'seconds':>8s} {'budget':>7s}  verdict")
     for kind, item, seconds, budget in rows:

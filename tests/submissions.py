@@ -1,6 +1,7 @@
 """Build student submissions from a release: honest, wrong, unanswered and broken ones."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from grader import pipeline
 
 
 STUDENT_PROSE = "My answer, in my own words: one vector per word cannot depend on the context."
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _grade_id(cell) -> str | None:

@@ -7,6 +7,8 @@
 
 Every command takes --course DIR (or $DLCOURSE_COURSE_DIR): the course directory, outside
 the repository, that holds the gradebook, the submissions and everything made from them.
+autograde runs each notebook in a bubblewrap sandbox and decides scores outside it; it
+refuses to run without a sandbox unless given --unsafe-no-sandbox (README: security model).
 """
 from __future__ import annotations
 

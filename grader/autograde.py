@@ -9,16 +9,65 @@ manual grading, feedback and export work as usual. nbgrader never executes stude
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from . import canonical, execution, records, sandbox
-from .pipeline import (STUDENT_ID, GraderError, Outcome, _check_assignment, _find_notebook, _load_submission,
-                       _sha256, _write_report, nbgrader_api, read_reference)
+from .pipeline import KERNEL, GraderError, Outcome, _check_assignment, nbgrader_api, read_reference, write_report
+
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def find_notebook(folder: Path, name: str, outcome: Outcome) -> Path | None:
+    expected = folder / f"{name}.ipynb"
+    if expected.is_file():
+        return expected
+    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if len(found) == 1:
+        outcome.notes.append(f"notebook was named {found[0].relative_to(folder)}; graded as {name}.ipynb")
+        return found[0]
+    outcome.status = "missing"
+    if found:
+        outcome.notes.append(f"{len(found)} notebooks and none named {name}.ipynb: "
+                             + ", ".join(str(p.relative_to(folder)) for p in found))
+    else:
+        outcome.notes.append(f"no notebook in the submission (expected {name}.ipynb)")
+    return None
+
+
+def load_submission(path: Path, outcome: Outcome) -> nbformat.NotebookNode | None:
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        outcome.status = "ungradable"
+        outcome.notes.append(f"notebook is {size / 2**20:.1f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit")
+        return None
+    try:
+        with warnings.catch_warnings():  # duplicated cell ids are fixed on the way in
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+            nbformat.validate(nb)
+    except Exception as err:  # invalid JSON, invalid UTF-8, not a notebook
+        outcome.status = "ungradable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        outcome.notes.append(f"not a valid notebook file ({type(err).__name__}: {first[:200]})")
+        return None
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        outcome.notes.append(f"kernel was {kernel!r}; graded with python3")
+        nb.metadata["kernelspec"] = dict(KERNEL)
+    return nb
 
 
 @dataclass
@@ -45,11 +94,11 @@ def _prepare(folder: Path, name: str, course: Path, release: nbformat.NotebookNo
     if kept.exists():
         shutil.rmtree(kept)
     shutil.copytree(folder, kept, symlinks=True)  # the original upload, byte for byte
-    path = _find_notebook(kept, name, outcome)
+    path = find_notebook(kept, name, outcome)
     if path is None:
         return job
-    outcome.upload, outcome.upload_sha256 = str(path), _sha256(path)
-    nb = _load_submission(path, outcome)
+    outcome.upload, outcome.upload_sha256 = str(path), sha256(path)
+    nb = load_submission(path, outcome)
     if nb is not None:
         job.run_nb, job.nonce = canonical.to_run(nb, release, source)
     return job
@@ -78,7 +127,7 @@ def _keep_run(course: Path, name: str, job: Job, executed: nbformat.NotebookNode
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     folder = course / "runs" / name / job.student / stamp
     folder.mkdir(parents=True)
-    nbformat.write(executed, folder / "executed.ipynb")
+    (folder / "executed.ipynb").write_text(json.dumps(executed, indent=1))  # as it ran, unvalidated
     (folder / "run.json").write_text(json.dumps({"notes": job.outcome.notes, "seconds": job.outcome.seconds,
                                                  "upload_sha256": job.outcome.upload_sha256}, indent=2))
     (folder / "runner.log").write_text(log)
@@ -103,16 +152,26 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
     release = nbformat.read(release_path, as_version=4)
     source = nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4)
     reference = read_reference(course, name)
-    jobs = [_prepare(folder, name, course, release, source) for folder in sorted(submissions.iterdir())]
-    runnable = [j for j in jobs if j.run_nb is not None]
+    folders = sorted(submissions.iterdir())
+    outcomes = {folder.name: Outcome(student=folder.name) for folder in folders}
     api = nbgrader_api(course)
     pool = sandbox.LocalPool(workers)
-    for job, result in pool.map_unordered(lambda j: _execute(j, name, limits, reason is None, reference), runnable):
+
+    def work(folder: Path):  # in a worker thread: intake, then the sandboxed run
+        job = _prepare(folder, name, course, release, source)
+        return job, (_execute(job, name, limits, reason is None, reference) if job.run_nb is not None else None)
+
+    for folder, result in pool.map_unordered(work, folders):
         if isinstance(result, Exception):
-            job.outcome.status = "error"
-            job.outcome.notes.append(f"the grader failed on this submission: {type(result).__name__}: {result}")
+            outcome = outcomes[folder.name]
+            outcome.status = "error"
+            outcome.notes.append(f"the grader failed on this submission: {type(result).__name__}: {result}")
             continue
-        executed, scores, details, log = result
+        job, ran = result
+        outcomes[folder.name] = job.outcome
+        if ran is None:
+            continue
+        executed, scores, details, log = ran
         _keep_run(course, name, job, executed, log)
         graded = canonical.to_graded(executed, release, scores, details)
         target = course / "submitted" / job.student / name / f"{name}.ipynb"
@@ -127,9 +186,9 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
             job.outcome.notes.append("nbgrader could not record the grades: " + (lines[-1] if lines else "no log"))
             continue
         _read_scores(api, name, job.outcome)
-    outcomes = [j.outcome for j in jobs]
-    _write_report(course, name, outcomes)
-    return outcomes
+    ordered = [outcomes[folder.name] for folder in folders]
+    write_report(course, name, ordered)
+    return ordered
 
 
 def _read_scores(api, name: str, outcome: Outcome) -> None:

@@ -7,11 +7,8 @@ report per autograde run). It lives outside the repository, where the instructor
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
-import re
-import shutil
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -27,8 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "solutions"
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
 SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
-MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 # nbgrader's own SQLAlchemy session warnings say nothing an instructor can act on.
@@ -172,51 +167,7 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _find_notebook(folder: Path, name: str, outcome: Outcome) -> Path | None:
-    expected = folder / f"{name}.ipynb"
-    if expected.is_file():
-        return expected
-    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    if len(found) == 1:
-        outcome.notes.append(f"notebook was named {found[0].relative_to(folder)}; graded as {name}.ipynb")
-        return found[0]
-    outcome.status = "missing"
-    if found:
-        outcome.notes.append(f"{len(found)} notebooks and none named {name}.ipynb: "
-                             + ", ".join(str(p.relative_to(folder)) for p in found))
-    else:
-        outcome.notes.append(f"no notebook in the submission (expected {name}.ipynb)")
-    return None
-
-
-def _load_submission(path: Path, outcome: Outcome) -> nbformat.NotebookNode | None:
-    size = path.stat().st_size
-    if size > MAX_NOTEBOOK_BYTES:
-        outcome.status = "ungradable"
-        outcome.notes.append(f"notebook is {size / 2**20:.1f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit")
-        return None
-    try:
-        with warnings.catch_warnings():  # duplicated cell ids are fixed on the way in
-            warnings.simplefilter("ignore")
-            nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-            nbformat.validate(nb)
-    except Exception as err:  # invalid JSON, invalid UTF-8, not a notebook
-        outcome.status = "ungradable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        outcome.notes.append(f"not a valid notebook file ({type(err).__name__}: {first[:200]})")
-        return None
-    kernel = nb.metadata.get("kernelspec", {}).get("name")
-    if kernel != "python3":
-        outcome.notes.append(f"kernel was {kernel!r}; graded with python3")
-        nb.metadata["kernelspec"] = dict(KERNEL)
-    return nb
-
-
-def _write_report(course: Path, name: str, outcomes: list[Outcome]) -> Path:
+def write_report(course: Path, name: str, outcomes: list[Outcome]) -> Path:
     path = course / "reports" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(o) for o in outcomes], indent=2))

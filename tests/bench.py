@@ -84,7 +84,7 @@ def grading_throughput(n: int = 40) -> list[tuple[str, str, float, float]]:
 
 
 def main() -> int:
-    from grader import pipeline
+    from grader import autograde, pipeline
     import submissions
 
     os.environ["DLCOURSE_QUIET"] = "1"
@@ -107,7 +107,7 @@ def main() -> int:
         subs = Path(tmp) / "subs"
         submissions.write(subs / "student", submissions.solved(release, name), f"{name}.ipynb")
         start = time.perf_counter()
-        pipeline.autograde(name, subs, course)
+        autograde.autograde(name, subs, course)
         rows.append(("autograde", f"{name}, one submission", time.perf_counter() - start, BUDGET["autograde"]))
 
     rows += grading_throughput()

@@ -2,7 +2,6 @@
 import csv
 import hashlib
 import re
-import shutil
 import sys
 from pathlib import Path
 

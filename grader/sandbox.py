@@ -86,6 +86,11 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int
     the number of the result pipe in $DLCOURSE_RESULT_FD."""
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--uid", "1000", "--gid", "1000", "--hostname", "sandbox"]
+    # Scratch file systems first: bubblewrap mounts in order, and the read-only binds that
+    # follow must stay visible even when the repository or Python lives under /tmp.
+    size = str(limits.scratch_bytes)
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
+            "--size", size, "--tmpfs", WORKDIR, "--size", str(limits.record_bytes), "--tmpfs", RECORDS]
     for p in _ro_paths():
         cmd += ["--ro-bind", str(p), str(p)]
     for name in ETC:
@@ -98,11 +103,7 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int
             cmd += ["--symlink", os.readlink(host), f"/{name}"]
         elif host.is_dir():
             cmd += ["--ro-bind", str(host), f"/{name}"]
-    size = str(limits.scratch_bytes)
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR,
-            "--size", str(limits.record_bytes), "--tmpfs", RECORDS,
-            "--ro-bind", str(inputs), "/in", "--chdir", WORKDIR, "--clearenv"]
+    cmd += ["--ro-bind", str(inputs), "/in", "--chdir", WORKDIR, "--clearenv"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
            "JUPYTER_RUNTIME_DIR": "/tmp/runtime", "JUPYTER_DATA_DIR": "/tmp/jupyter", "IPYTHONDIR": "/tmp/ipython",

@@ -30,11 +30,21 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _linked(path: Path, folder: Path) -> bool:
+    """Is path, or a folder between it and `folder`, a symbolic link? (Never followed: one could
+    point at the solutions.)"""
+    return any(p.is_symlink() for p in [path, *path.parents] if p == folder or folder in p.parents)
+
+
 def find_notebook(folder: Path, name: str, outcome: Outcome) -> Path | None:
     expected = folder / f"{name}.ipynb"
-    if expected.is_file():
+    links = [p for p in folder.rglob("*.ipynb") if _linked(p, folder)]
+    if links:
+        outcome.notes.append("symbolic links ignored: " + ", ".join(str(p.relative_to(folder)) for p in links))
+    if expected.is_file() and not _linked(expected, folder):
         return expected
-    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    found = sorted(p for p in folder.rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts and p.is_file() and not _linked(p, folder))
     if len(found) == 1:
         outcome.notes.append(f"notebook was named {found[0].relative_to(folder)}; graded as {name}.ipynb")
         return found[0]

@@ -70,7 +70,7 @@ def _json_equal(a: object, b: object, atol: float, rtol: float) -> bool:
     if type(a) is not type(b):
         return False
     if type(a) is float:
-        return math.isfinite(a) and abs(a - b) <= atol + rtol * abs(b) or a == b
+        return a == b or (math.isfinite(a) and abs(a - b) <= atol + rtol * abs(b))
     if type(a) is list:
         return len(a) == len(b) and all(_json_equal(x, y, atol, rtol) for x, y in zip(a, b))
     if type(a) is dict:

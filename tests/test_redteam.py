@@ -198,6 +198,8 @@ ATTACKS = {
     "changed_points": (("points", "ex1_tests"), {"same_as": "honest"}),
     "renamed_notebook": (("rename", "my work (final).ipynb"), {"same_as": "honest", "note": "was named"}),
     "invalid_json": (("raw", b'{"cells": [}'), {"status": "ungradable", "note": "not a valid notebook"}),
+    "symlink_to_solution": (("symlink", f"../../../source/{NAME}/{FILE}"), {"status": "missing",
+                                                                           "note": "symbolic links ignored"}),
     "oversized": (("raw", b"{" + b" " * (21 * 2**20) + b"}"), {"status": "ungradable", "note": "MB"}),
 }
 
@@ -250,11 +252,14 @@ def batch(tmp_path_factory):
     for student, ((kind, arg), _) in ATTACKS.items():
         if kind == "raw":
             S.write(subs / student, arg, FILE)
+        elif kind == "symlink":  # relative to where uploads are kept: COURSE/uploads/NAME/STUDENT/
+            (subs / student).mkdir(parents=True)
+            (subs / student / FILE).symlink_to(arg)
         elif kind == "rename":
             S.write(subs / student, S.solved(release, NAME), arg)
         else:
             S.write(subs / student, build(kind, arg, release, ctx), FILE)
-    uploads = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
+    uploads = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file() and not p.is_symlink()}
     gradebook_before = (course / "gradebook.db").stat().st_mtime
     start = time.perf_counter()
     outcomes = {o.student: o for o in autograde.autograde(NAME, subs, course, limits=LIMITS, workers=2)}
@@ -275,6 +280,8 @@ def test_batch_completes_with_every_submission_reported(batch):
 
 def test_nothing_lost_and_nothing_escaped(batch):
     for path, data in batch["uploads"].items():
+        if path.is_symlink():
+            continue
         assert path.read_bytes() == data, f"an upload changed: {path}"
     for student, o in batch["outcomes"].items():
         if o.upload:

@@ -193,7 +193,9 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
                             stderr=log, pass_fds=(write_fd,), start_new_session=True, env=env, cwd=scratch)
     os.close(write_fd)
     chunks, size, returncode = [], 0, None
-    deadline = start + limits.notebook_seconds + 15  # the runner stops itself first; this is the backstop
+    # The runner checks its deadline between cells, so the last cell may run cell_seconds past
+    # it; this backstop only catches a runner that does not stop by itself.
+    deadline = start + limits.notebook_seconds + limits.cell_seconds + 15
     try:
         os.set_blocking(read_fd, False)
         while True:

@@ -52,5 +52,5 @@ def test_time_limit_kills_the_whole_tree(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     code = "import os, time\nos.fork()\nos.fork()\ntime.sleep(600)"
-    run = sandbox.run([sys.executable, "-c", code], inputs, sandbox.Limits(notebook_seconds=1))
+    run = sandbox.run([sys.executable, "-c", code], inputs, sandbox.Limits(cell_seconds=1, notebook_seconds=1))
     assert run.returncode is None and run.seconds < 30

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from . import canonical, execution, records, sandbox
-from .pipeline import KERNEL, GraderError, Outcome, _check_assignment, nbgrader_api, read_reference, write_report
+from .pipeline import KERNEL, GraderError, Outcome, check_assignment, nbgrader_api, read_reference, write_report
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
@@ -147,7 +147,7 @@ def _keep_run(course: Path, name: str, job: Job, executed: nbformat.NotebookNode
 def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits | None = None,
               workers: int | None = None, allow_unsandboxed: bool = False) -> list[Outcome]:
     """Grade every student folder in `submissions`; a bad one is reported and the batch goes on."""
-    _check_assignment(name)
+    check_assignment(name)
     limits = limits or sandbox.Limits()
     release_path = course / "release" / name / f"{name}.ipynb"
     if not release_path.is_file():

@@ -13,7 +13,7 @@ import secrets
 import nbformat
 from nbformat import NotebookNode
 
-from .preprocessors import HIDDEN_BEGIN, HIDDEN_END
+from .preprocessors import split_hidden
 
 TAG = "dlcourse"
 
@@ -25,19 +25,6 @@ def _nbg(cell: NotebookNode) -> dict:
 
 def _is_test(cell: NotebookNode) -> bool:
     return bool(_nbg(cell).get("grade")) and not _nbg(cell).get("solution")
-
-
-def _split_test(source: str) -> tuple[str, str]:
-    """A test cell's source -> (visible checks, hidden probes)."""
-    visible, hidden, inside = [], [], False
-    for line in source.split("\n"):
-        if HIDDEN_BEGIN in line:
-            inside = True
-        elif HIDDEN_END in line:
-            inside = False
-        else:
-            (hidden if inside else visible).append(line)
-    return "\n".join(visible).strip(), "\n".join(hidden).strip()
 
 
 def _tagged(cell: NotebookNode, role: str, grade_id: str | None = None) -> NotebookNode:
@@ -83,7 +70,7 @@ def to_run(student: NotebookNode, release: NotebookNode, source: NotebookNode) -
             answer.source = answers.get(gid, cell.source)
             cells.append(_tagged(answer, "answer", gid))
         elif _is_test(cell):
-            visible, probes = _split_test(tests[gid])
+            visible, probes = split_hidden(tests[gid])
             cells += [_code(visible, "visible", gid), _code(probes, "probe", gid)]
         else:
             cells.append(_tagged(cell, "locked", gid))

@@ -20,6 +20,8 @@ from nbgrader import utils as nbutils
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from . import canonical, execution, sandbox
+
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "solutions"
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
@@ -73,7 +75,7 @@ def assignments() -> list[str]:
     return sorted(p.stem for p in SOLUTIONS.glob("*.md"))
 
 
-def _check_assignment(name: str, solutions: Path = SOLUTIONS) -> Path:
+def check_assignment(name: str, solutions: Path = SOLUTIONS) -> Path:
     md = solutions / f"{name}.md"
     if not md.is_file():
         raise GraderError(f"unknown assignment {name!r}; the repository has {', '.join(assignments()) or 'none'}")
@@ -84,7 +86,7 @@ def _check_assignment(name: str, solutions: Path = SOLUTIONS) -> Path:
 
 def source_notebook(name: str, solutions: Path = SOLUTIONS) -> nbformat.NotebookNode:
     """solutions/NAME.md as an nbgrader source notebook, without jupytext metadata."""
-    nb = jupytext.read(_check_assignment(name, solutions))
+    nb = jupytext.read(check_assignment(name, solutions))
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = dict(KERNEL)
     nb.metadata.setdefault("language_info", {"name": "python"})
@@ -95,8 +97,6 @@ def self_test(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], dict]:
     """Run a source notebook (with its solutions) through the grading runner, in the sandbox when
     there is one. Returns the problems (every test must pass and record at least one value) and
     the reference: the records of every probe and the points of every autograded test cell."""
-    from . import canonical, execution, sandbox
-
     run_nb, nonce = canonical.to_run(nb, nb, nb)
     run = execution.execute(run_nb, f"{name}.ipynb", sandbox.Limits(), sandboxed=sandbox.unavailable_reason() is None)
     problems = list(run.events) + canonical.canaries_ok(run.notebook, nonce)

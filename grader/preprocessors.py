@@ -13,32 +13,28 @@ def _is_test_cell(cell: NotebookNode) -> bool:
     return utils.is_grade(cell) and not utils.is_solution(cell)
 
 
-def strip_hidden(source: str) -> str:
-    """The source with every hidden-test region replaced by one comment line."""
-    lines, out, hidden = source.split("\n"), [], False
-    for line in lines:
+def split_hidden(source: str) -> tuple[str, str]:
+    """A test cell's source -> (the visible checks, the hidden-test region's code)."""
+    visible, hidden, inside = [], [], False
+    for line in source.split("\n"):
         if HIDDEN_BEGIN in line:
-            hidden = True
-            out.append(HIDDEN_NOTE)
+            inside = True
         elif HIDDEN_END in line:
-            hidden = False
-        elif not hidden:
-            out.append(line)
-    return "\n".join(out)
+            inside = False
+        else:
+            (hidden if inside else visible).append(line)
+    return "\n".join(visible).strip(), "\n".join(hidden).strip()
 
 
 class HideHiddenTests(NbGraderPreprocessor):
-    """For feedback: remove hidden-test code from test cells and tracebacks from their errors.
+    """For feedback: replace the hidden-test code of every test cell with one comment line.
 
-    A failing test keeps its exception type and message (written by the course's checks to
-    say what is wrong), but not the traceback, whose frames would quote the hidden code.
+    (Test-cell outputs are plain text by then: grader.canonical.to_graded turns errors into
+    their message, so no traceback can quote hidden code.)
     """
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and _is_test_cell(cell):
-            cell.source = strip_hidden(cell.source)
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")
-                    output["traceback"] = [f"A test failed. {message}"]
+            visible, hidden = split_hidden(cell.source)
+            cell.source = f"{visible}\n{HIDDEN_NOTE}" if hidden else visible
         return cell, resources

@@ -155,3 +155,19 @@ def test_plotting_functions_draw(tmp_path):
     assert len(ax.collections) == 3 and len(ax.texts) == 6
     ax.figure.savefig(tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+def test_fit_cosine_decay_reaches_zero_learning_rate():
+    model = torch.nn.Linear(2, 1)
+    loader = data.make_loader(torch.randn(40, 2), torch.randn(40, 1), batch_size=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+
+    def loss_fn(batch):  # called once per step, before the update: record the rate in use
+        seen.append(optimizer.param_groups[0]["lr"])
+        return torch.nn.functional.mse_loss(model(batch[0]), batch[1])
+
+    train.fit(model, loader, loss_fn, epochs=2, optimizer=optimizer, cosine_decay=True)
+    assert len(seen) == 8 and seen[0] == pytest.approx(0.1)
+    assert seen[4] == pytest.approx(0.05)  # halfway: half the rate
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

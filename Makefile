@@ -38,14 +38,14 @@ book-all: $(STAMP)  ## rebuild every page, as CI does
 	$(BIN)/jupyter-book build --all $(BOOK_FLAGS) .
 
 test: $(STAMP) sandbox  ## the whole suite: utils, notebooks (nbval), grader round trips, site
-	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--junitxml=test-results/junit.xml tests notebooks
 
 bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one autograde
 	$(BIN)/python tests/bench.py
 
 notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)
-	for md in notebooks/*.md; do $(BIN)/jupytext --to ipynb --execute "$$md" || exit 1; done
+	for md in notebooks/*.md; do OMP_NUM_THREADS=1 $(BIN)/jupytext --to ipynb --execute "$$md" || exit 1; done
 
 clean:
 	rm -rf _build test-results bench-results

@@ -91,12 +91,27 @@ def test_course_directory_must_be_outside_the_repository(repo):
         pipeline.course_dir(repo / "course")
 
 
-WRONG_ANSWERS = {  # a plausible mistake per assignment: grade_id of the answer -> code
+WRONG_ANSWERS = {  # a plausible mistake per assignment: (grade_id of the answer, code, a hidden case it
+    # fails, a hidden case it still passes)
     "01_embeddings": ("ex4_solution", '''def ppmi(C):
     N = C.sum()
     pmi = torch.log(C * N / (C.sum(1, keepdim=True) * C.sum(0, keepdim=True)))
     return torch.nan_to_num(pmi, neginf=0.0).float()  # forgot to clip negative PMI
-'''),
+''', "random_counts", "window1"),
+    "02_lstm": ("ex2_solution", '''def lstm_num_parameters(D, H, num_layers=1, bidirectional=False):
+    directions = 2 if bidirectional else 1
+    return num_layers * directions * 4 * H * (D + H + 2)  # every layer reads D inputs
+''', "two_layers", "bidirectional"),
+    "03_rnn_applications": ("ex1_solution", '''def last_valid_output(output, lengths):
+    return output[:, -1]  # the last step, padding or not
+''', "float64", "one_step"),
+    "04_seq2seq": ("ex3_solution", '''def scheduled_sampling_inputs(tgt, predicted, keep_prob, u):
+    true_in = tgt[:, :-1]
+    return torch.where(u < keep_prob, true_in, predicted)  # off by one position, START replaced
+''', "half", "always_keep"),
+    "05_attention": ("ex2_solution", '''def masked_softmax(scores, mask, dim=-1):
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=dim)  # NaN on all-masked rows
+''', "random_mask", "broadcast_mask"),
 }
 
 
@@ -107,7 +122,7 @@ def graded(released, tmp_path_factory):
     fname = f"{name}.ipynb"
     S.write(subs / "honest", S.solved(release, name), fname)
     S.write(subs / "untouched", nbformat.read(release, as_version=4), fname)
-    gid, code = WRONG_ANSWERS[name]
+    gid, code, *_ = WRONG_ANSWERS[name]
     S.write(subs / "wrong", S.solved(release, name, {gid: code}), fname)
     S.write(subs / "renamed", S.solved(release, name), "homework (1).ipynb")
     S.write(subs / "invalid_json", '{"cells": [', fname)
@@ -172,8 +187,9 @@ def test_feedback_shows_no_hidden_test_and_no_solution(graded):
         typed = set() if path.parts[-3] == "untouched" else solution_code_lines(name)
         assert not shown - typed, f"hidden tests or model answers in {path}: {sorted(shown - typed)[:3]}"
     wrong = (course / "feedback" / "wrong" / name / f"{name}.html").read_text()
-    assert "hidden case random_counts: wrong values" in wrong, "feedback names the failing hidden cases"
-    assert "hidden case window1: passed" in wrong
+    _, _, failing, passing = WRONG_ANSWERS[name]
+    assert f"hidden case {failing}: wrong values" in wrong, "feedback names the failing hidden cases"
+    assert f"hidden case {passing}: passed" in wrong
 
 
 def test_export_writes_one_row_per_submission(graded, tmp_path):

@@ -91,8 +91,12 @@ def canaries_ok(executed: NotebookNode, nonce: dict) -> list[str]:
     canary = [c for c in executed.cells if c.metadata.get(TAG, {}).get("role") == "canary"]
     problems = []
     outs = [o for c in canary[:1] for o in c.get("outputs", [])]
-    if any(o.get("ename") == "MemoryError" for o in outs):
-        return []  # a kernel out of memory cannot even raise; that is not tampering
+    if any(o.get("ename") == "MemoryError" or "MemoryError" in str(o.get("text", ""))
+           for c in executed.cells for o in c.get("outputs", [])):
+        # a kernel that ran out of memory may fail to raise or to report the canary's error (seen
+        # under load: the memory bomb of the red-team tests); that is not evidence of tampering, and
+        # the flag never changes a score anyway
+        return []
     if not any(o.get("output_type") == "error" and o.get("ename") == "AssertionError"
                and nonce["assert"] in str(o.get("evalue")) for o in outs):
         problems.append("a failing assert did not raise AssertionError (assertions or error reporting were tampered with)")

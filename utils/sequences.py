@@ -92,15 +92,20 @@ def seq2seq_pairs(n: int, min_len: int, max_len: int, task: str = "reverse", see
     return src, lengths, tgt
 
 
-def decode_letters(tokens: torch.Tensor, alphabet: str = ALPHABET) -> str:
-    """Tokens back to text, stopping at END and skipping PAD and START."""
+def symbol_ids(tokens: torch.Tensor) -> list[int]:
+    """The symbols of a token sequence, numbered from 0: stop at END, skip PAD and START."""
     out = []
     for t in tokens.tolist():
         if t == END:
             break
         if t > END:
-            out.append(alphabet[t - 3])
-    return "".join(out)
+            out.append(t - 3)
+    return out
+
+
+def decode_letters(tokens: torch.Tensor, alphabet: str = ALPHABET) -> str:
+    """Tokens back to text, stopping at END and skipping PAD and START."""
+    return "".join(alphabet[i] for i in symbol_ids(tokens))
 
 
 def stdlib_text(modules: list[str]) -> str:
@@ -191,10 +196,4 @@ def caption_tokens(captions: list[list[str]]) -> torch.Tensor:
 
 def caption_words(tokens: torch.Tensor) -> list[str]:
     """Tokens back to words, stopping at END."""
-    words = []
-    for t in tokens.tolist():
-        if t == END:
-            break
-        if t > END:
-            words.append(CAPTION_WORDS[t - 3])
-    return words
+    return [CAPTION_WORDS[i] for i in symbol_ids(tokens)]

@@ -112,6 +112,35 @@ WRONG_ANSWERS = {  # a plausible mistake per assignment: (grade_id of the answer
     "05_attention": ("ex2_solution", '''def masked_softmax(scores, mask, dim=-1):
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=dim)  # NaN on all-masked rows
 ''', "random_mask", "broadcast_mask"),
+    "06_autoencoders": ("ex2_solution", '''def roc_curve(scores_negative, scores_positive):
+    neg, pos = scores_negative.double(), scores_positive.double()
+    labels = torch.cat([torch.zeros(len(neg)), torch.ones(len(pos))]).double()
+    order = torch.cat([neg, pos]).argsort(descending=True)
+    zero = torch.zeros(1, dtype=torch.float64)
+    tpr = torch.cat([zero, labels[order].cumsum(0) / len(pos)])  # one step per sample: ties become staircases
+    fpr = torch.cat([zero, (1 - labels[order]).cumsum(0) / len(neg)])
+    return fpr, tpr, torch.trapezoid(tpr, fpr).item()
+''', "auc_ties", "auc_separated"),
+    "07_elbo": ("ex1_solution", '''def gaussian_kl_full(mu1, cov1, mu2, cov2):
+    v1, v2 = cov1.diagonal(), cov2.diagonal()  # treats both covariances as diagonal
+    return 0.5 * (v1 / v2 + (mu2 - mu1) ** 2 / v2 - 1 + v2.log() - v1.log()).sum()
+''', "five_dims", "one_dim"),
+    "08_vae": ("ex3_solution", '''def slerp(z0, z1, t):
+    t = t[:, None]
+    omega = torch.arccos((z0 @ z1).clamp(-1, 1))  # forgot to divide by the norms
+    if torch.sin(omega) < 1e-6:
+        return (1 - t) * z0 + t * z1
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+''', "unequal_norms", "unit_vectors"),
+    "09_vq_vae": ("ex3_solution", '''def residual_quantize(z, codebooks):
+    codes, reconstructions, total = [], [], torch.zeros_like(z)
+    for book in codebooks:
+        k = vq.nearest_code(z, book)  # quantizes z again, not the residual
+        total = total + book[k]
+        codes.append(k)
+        reconstructions.append(total)
+    return torch.stack(codes), torch.stack(reconstructions)
+''', "recon_depth4", "depth1"),
 }
 
 

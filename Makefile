@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install sandbox book book-all test bench notebooks clean
+.PHONY: install sandbox book book-all test bench notebooks assignment-pages clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -46,6 +46,9 @@ bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one 
 
 notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)
 	for md in notebooks/*.md; do OMP_NUM_THREADS=1 $(BIN)/jupytext --to ipynb --execute "$$md" || exit 1; done
+
+assignment-pages: $(STAMP)  ## book/assignments/: the student release of every assignment, as site pages
+	$(BIN)/python -m grader.pages
 
 clean:
 	rm -rf _build test-results bench-results

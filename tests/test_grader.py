@@ -73,6 +73,20 @@ def test_release_holds_no_solution_hidden_test_or_pairing(released):
     assert sum("YOUR CODE HERE" in c.source for c in nb.cells) >= 3
 
 
+def test_site_page_is_the_current_release(released):
+    """book/assignments/ holds what `release` makes now (run `python -m grader.pages` if not)."""
+    import jupytext
+
+    from grader import pages
+
+    name, _, release = released
+    fresh = pages.comparable(nbformat.read(release, as_version=4))
+    committed = pages.comparable(nbformat.read(pages.PAGES / f"{name}.ipynb", as_version=4))
+    assert committed == fresh, f"book/assignments/{name}.ipynb is stale: run `python -m grader.pages {name}`"
+    shown = pages.comparable(jupytext.read(pages.PAGES / f"{name}.md"))
+    assert shown[:1] + shown[2:] == fresh and "Open in Colab" in shown[1][1]
+
+
 def test_release_refuses_a_solution_that_fails_its_own_tests(tmp_path):
     name = ASSIGNMENTS[0]
     broken = tmp_path / "solutions"

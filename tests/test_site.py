@@ -41,6 +41,14 @@ def test_chapter_page_has_results_figures_math_and_citations(site):
     assert "Traceback" not in html and "stderr" not in html
 
 
+def test_every_assignment_has_a_page_with_its_download_and_colab_link(site):
+    for name in pipeline.assignments():
+        html = (site / "book" / "assignments" / f"{name}.html").read_text()
+        assert "YOUR CODE HERE" in html and "Download the notebook" in html
+        assert f"colab.research.google.com/github/dlcourse/deep-generative-course/blob/main/book/assignments/{name}.ipynb" in html
+        assert list(site.glob(f"_downloads/*/{name}.ipynb")), f"no download of {name}.ipynb"
+
+
 def test_no_solution_or_hidden_test_anywhere_in_the_site(site):
     secrets = [line for name in pipeline.assignments() for line in secret_lines(name)]
     assert secrets

@@ -31,7 +31,7 @@ def page(name: str, release: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The release as a site page: the same cells, with the links after the title cell."""
     nb = nbformat.from_dict(release)
     links = nbformat.v4.new_markdown_cell(
-        f"{{download}}`Download the notebook <{name}.ipynb>` · [Open in Colab]({COLAB.format(name=name)}) · "
+        f"[Download the notebook](path:{name}.ipynb) · [Open in Colab]({COLAB.format(name=name)}) · "
         "Work through it in Jupyter with the course installed (see {doc}`../setup`), or on Colab, "
         "where its first cell installs the course. Hand in the notebook as your course asks."
     )

@@ -215,3 +215,30 @@ def test_headings_descend_one_level_at_a_time(site):
         assert levels and levels[0] == 1, f"{path.relative_to(site)} does not start with one h1"
         for a, b in zip(levels, levels[1:]):
             assert b <= a + 1, f"{path.relative_to(site)}: heading h{a} is followed by h{b}"
+
+
+def contrast(a: list[float], b: list[float]) -> float:
+    """WCAG contrast ratio of two sRGB colours given as 0-255 triples."""
+    def luminance(rgb):
+        c = [v / 255 for v in rgb]
+        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("dark", [False, True])
+def test_text_contrast_meets_wcag_aa(served, browser, dark):
+    page, _ = open_page(browser, f"{served}/notebooks/08_vae.html", dark=dark)
+    colours = page.evaluate("""() => {
+        const rgb = s => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+        const bg = rgb(getComputedStyle(document.body).backgroundColor);
+        const pick = sel => [...document.querySelectorAll(sel)].slice(0, 5).map(e => rgb(getComputedStyle(e).color));
+        return {bg, text: pick("article p"), links: pick("article p a"), captions: pick("figcaption p")};
+    }""")
+    for kind in ("text", "links", "captions"):
+        assert colours[kind], f"no {kind} found"
+        for colour in colours[kind]:
+            ratio = contrast(colour, colours["bg"])
+            assert ratio >= 4.5, f"{kind} {colour} on {colours['bg']} (dark={dark}): contrast {ratio:.2f} < 4.5"
+    page.context.close()

@@ -242,3 +242,12 @@ def test_text_contrast_meets_wcag_aa(served, browser, dark):
             ratio = contrast(colour, colours["bg"])
             assert ratio >= 4.5, f"{kind} {colour} on {colours['bg']} (dark={dark}): contrast {ratio:.2f} < 4.5"
     page.context.close()
+
+
+def test_figures_are_served_compressed(site):
+    from PIL import Image
+
+    figures = sorted((site / "_images").glob("*.png"))
+    assert len(figures) > 20
+    palette = [f for f in figures if Image.open(f).mode == "P"]
+    assert len(palette) >= 0.9 * len(figures), f"only {len(palette)} of {len(figures)} figures are palette PNGs"

@@ -43,6 +43,16 @@ def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return features.mean(0), torch.cov(features.T)
 
 
+def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """2 E|X - Y| - E|X - X'| - E|Y - Y'| for two samples of points (n, d), (m, d) (Szekely &
+    Rizzo 2013): zero iff the distributions are equal. Compare against the same statistic for
+    two independent samples of the data, the floor that finite samples leave."""
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"energy_distance needs two (n, d) samples of the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = x.double(), y.double()
+    return (2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()).item()
+
+
 def roc_auc(scores_negative: torch.Tensor, scores_positive: torch.Tensor) -> float:
     """Area under the ROC curve: the probability that a random positive scores above a random
     negative, ties counting one half (the Mann-Whitney U statistic divided by n_neg * n_pos)."""

@@ -155,6 +155,17 @@ WRONG_ANSWERS = {  # a plausible mistake per assignment: (grade_id of the answer
         reconstructions.append(total)
     return torch.stack(codes), torch.stack(reconstructions)
 ''', "recon_depth4", "depth1"),
+    "10_gans": ("ex1_solution", '''def optimal_logit(x, mu_data, sigma_data, mu_g, sigma_g):
+    p_data = torch.exp(Normal(mu_data, sigma_data).log_prob(x))  # densities underflow in the tails
+    p_g = torch.exp(Normal(mu_g, sigma_g).log_prob(x))
+    return torch.log(p_data / p_g)
+''', "far_tails", "same_width"),
+    "11_diffusion": ("ex1_solution", '''def q_posterior(x_0, x_t, t, betas):
+    alpha_bar = torch.cumprod(1 - betas, 0)
+    ab, ab_prev, beta = alpha_bar[t], alpha_bar[t - 1], betas[t]
+    mean = (ab_prev.sqrt() * beta / (1 - ab)) * x_0 + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)) * x_t
+    return mean.to(x_0.dtype), beta.to(x_0.dtype)  # beta_t, not the posterior's variance
+''', "variance", "mean_images"),
 }
 
 

@@ -136,7 +136,8 @@ def sample(model: EpsModel, shape: Sequence[int], schedule: Schedule, steps: int
     """Generate from x_T ~ N(0, I). steps=None: ancestral DDPM sampling through all T steps;
     steps=S: deterministic DDIM (eta = 0) on S timesteps, x_s = sqrt(alpha_bar_s) x0_pred +
     sqrt(1 - alpha_bar_s) eps_pred (Song et al. 2021, eq. 12). clip bounds x0_pred to [-clip, clip]
-    before either step (images live in [-1, 1]; Ho et al. clip the same way). Returns x_0 and the states at the timesteps listed in `keep`."""
+    before either step (images live in [-1, 1]; Ho et al. clip the same way). Returns x_0 and the
+    states at the timesteps listed in `keep`."""
     x = torch.randn(tuple(shape), generator=generator)
     kept = {schedule.T: x.clone()} if schedule.T in keep else {}
     times = list(range(schedule.T, 0, -1)) if steps is None else ddim_timesteps(schedule.T, steps)

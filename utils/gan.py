@@ -147,7 +147,6 @@ class Generator(nn.Module):
         return torch.tanh(out) if self.tanh else torch.sigmoid(out)
 
 
-
 class Discriminator(nn.Module):
     """Convolutional discriminator for (B, 1, 8, 8): returns logits (B,). `leaky` uses LeakyReLU(0.2)
     (else ReLU); `pool` downsamples with 'stride' (DCGAN), 'avg' or 'max' pooling; `minibatch`

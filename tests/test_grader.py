@@ -166,6 +166,12 @@ WRONG_ANSWERS = {  # a plausible mistake per assignment: (grade_id of the answer
     mean = (ab_prev.sqrt() * beta / (1 - ab)) * x_0 + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)) * x_t
     return mean.to(x_0.dtype), beta.to(x_0.dtype)  # beta_t, not the posterior's variance
 ''', "variance", "mean_images"),
+    "12_flows": ("ex1_solution", '''def coupling_forward(x, mask, mu, alpha):
+    kept = mask * x
+    shift, log_scale = mu(kept), alpha(kept)
+    z = kept + (1 - mask) * (x - shift) * torch.exp(-log_scale)
+    return z, ((1 - mask) * log_scale).sum(-1)  # the sign of the log-determinant is flipped
+''', "log_det", "z_values"),
 }
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import diffusion
+
 Energy = Callable[[torch.Tensor], torch.Tensor]  # (B, d) -> (B,)
 Score = Callable[[torch.Tensor], torch.Tensor]  # (B, d) -> (B, d)
 
@@ -90,8 +92,6 @@ def log_partition(energy: Energy, lim: float = 4.0, n: int = 200) -> torch.Tenso
 
 def langevin_energy(energy: Energy, x: torch.Tensor, step: float, n_steps: int,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Unadjusted Langevin dynamics x <- x - step * grad E(x) + sqrt(2 step) z, on an energy."""
-    for _ in range(n_steps):
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = (x + step * score(energy, x) + math.sqrt(2 * step) * noise).detach()
-    return x
+    """Unadjusted Langevin dynamics x <- x - step * grad E(x) + sqrt(2 step) z, on an energy:
+    chapter 11's sampler with the score -grad E."""
+    return diffusion.langevin(lambda v: score(energy, v), x, step, n_steps, generator)

@@ -14,8 +14,7 @@ import math
 
 import numpy as np
 
-DTYPES = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"}
-MAX_ELEMENTS = 4_000_000
+from utils import wire
 
 
 class BadRecord(ValueError):
@@ -28,9 +27,10 @@ def parse(raw_bytes: bytes) -> dict:
         entry = json.loads(raw_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise BadRecord(f"not JSON: {type(err).__name__}") from None
-    if type(entry) is not dict or type(entry.get("name")) is not str or entry.get("kind") not in (
-            "tensor", "json", "error", "unsupported"):
+    if type(entry) is not dict or type(entry.get("name")) is not str or entry.get("kind") not in wire.KINDS:
         raise BadRecord("not a record")
+    if not wire.NAME.match(entry["name"]):
+        raise BadRecord("not a record name")
     return entry
 
 
@@ -39,12 +39,14 @@ def load_bundle_records(files: dict) -> tuple[dict[str, dict], list[str]]:
     records, problems = {}, []
     if type(files) is not dict:
         return {}, ["records are not a mapping"]
-    for filename, blob in list(files.items())[:1000]:
+    for filename, blob in list(files.items())[:wire.MAX_RECORDS]:
         try:
             if type(blob) is not dict or type(blob.get("b64")) is not str:
                 raise BadRecord("missing or oversized")
+            if len(blob["b64"]) > wire.MAX_RECORD_BYTES * 4 // 3 + 4:
+                raise BadRecord("oversized")
             entry = parse(base64.b64decode(blob["b64"], validate=True))
-            if filename != entry["name"].replace("/", "~") + ".json":
+            if filename != wire.filename(entry["name"]):
                 raise BadRecord("file name does not match the record name")
             records[entry["name"]] = entry
         except (BadRecord, binascii.Error, ValueError) as err:
@@ -55,12 +57,15 @@ def load_bundle_records(files: dict) -> tuple[dict[str, dict], list[str]]:
 def tensor(entry: dict) -> np.ndarray:
     """A tensor record as a NumPy array, checked: known dtype, sane shape, exact byte count."""
     dtype, shape = entry.get("dtype"), entry.get("shape")
-    if dtype not in DTYPES or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+    if dtype not in wire.DTYPES or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
         raise BadRecord("bad dtype or shape")
     n = math.prod(shape)
-    if n > MAX_ELEMENTS:
+    if n > wire.MAX_ELEMENTS:
         raise BadRecord("too many elements")
-    data = base64.b64decode(entry.get("data", ""), validate=True)
+    try:
+        data = base64.b64decode(entry.get("data", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise BadRecord("data is not base64") from None
     if len(data) != n * np.dtype(dtype).itemsize:
         raise BadRecord("byte count does not match the shape")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
@@ -126,9 +131,9 @@ def cell_scores(student: dict[str, dict], reference: dict[str, dict],
     match) and one explanation line per hidden case."""
     scores, details = {}, {}
     for grade_id, max_points in points.items():
-        names = sorted(n for n in reference if n.split("/", 1)[0] == grade_id)
+        names = sorted(n for n in reference if wire.grade_id(n) == grade_id)
         hits = sum(matches(student.get(n), reference[n]) for n in names)
         scores[grade_id] = round(max_points * hits / len(names), 4) if names else 0.0
-        details[grade_id] = [f"hidden case {n.split('/', 1)[1]}: {explain(student.get(n), reference[n])}"
+        details[grade_id] = [f"hidden case {wire.label(n)}: {explain(student.get(n), reference[n])}"
                              for n in names]
     return scores, details

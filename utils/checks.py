@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from utils import wire
 
 
 class CheckFailed(AssertionError):
@@ -80,12 +81,10 @@ def passed(name: str) -> None:
 # Hidden tests do not judge inside the student's kernel: they *record* what the student's code
 # returns on hidden inputs, as plain JSON (tensors as dtype, shape and raw bytes, never pickle).
 # The grader compares the records with those of the reference solution in a separate, trusted
-# process. Outside the grader (DLCOURSE_RECORDS unset) recording does nothing.
+# process. Outside the grader ($DLCOURSE_RECORDS unset) recording does nothing. The format is
+# utils.wire's.
 
-RECORD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}/[A-Za-z0-9_.-]{1,80}$")
-TENSOR_DTYPES = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
-                 torch.int64: "int64", torch.int32: "int32", torch.int16: "int16", torch.int8: "int8",
-                 torch.uint8: "uint8", torch.bool: "bool"}
+TENSOR_DTYPES = {getattr(torch, name): name for name in wire.DTYPES}
 
 
 def encode(value: object) -> dict:
@@ -120,16 +119,16 @@ def record(name: str, compute: Callable[[], object], atol: float = 1e-6, rtol: f
     atol and rtol are the tolerances the grader allows for floating-point results (only those
     of the reference solution's run count).
     """
-    folder = os.environ.get("DLCOURSE_RECORDS")
+    folder = os.environ.get(wire.RECORDS_ENV)
     if not folder:
         return
-    if not RECORD_NAME.match(name):
+    if not wire.NAME.match(name):
         raise ValueError(f"record name {name!r} must look like 'grade_id/label'")
     try:
         entry = encode(compute())
     except Exception as err:  # the student's code failed on this input: that is the record
-        entry = {"kind": "error", "value": f"{type(err).__name__}: {str(err)[:200]}"}
+        entry = {"kind": "error", "value": f"{type(err).__name__}: {str(err)[:wire.MAX_ERROR_CHARS]}"}
     entry.update(name=name, atol=float(atol), rtol=float(rtol))
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
-    (path / (name.replace("/", "~") + ".json")).write_text(json.dumps(entry))
+    (path / wire.filename(name)).write_text(json.dumps(entry))

@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("--submissions", required=True, type=Path, help="folder with one sub-folder per student")
     p.add_argument("--workers", type=int, help="submissions graded at once (default: one per CPU core)")
-    p.add_argument("--cell-seconds", type=float, default=60.0, help="time limit per cell (default 60)")
-    p.add_argument("--notebook-seconds", type=float, default=240.0, help="time limit per notebook (default 240)")
+    p.add_argument("--cell-seconds", type=float, default=sandbox.Limits.cell_seconds,
+                   help=f"time limit per cell (default {sandbox.Limits.cell_seconds:g})")
+    p.add_argument("--notebook-seconds", type=float, default=sandbox.Limits.notebook_seconds,
+                   help=f"time limit per notebook (default {sandbox.Limits.notebook_seconds:g})")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without a sandbox (only for work you trust, e.g. where bubblewrap cannot run)")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
@@ -60,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{o.student:20s} {o.status:10s} {score:>9s}  {flag}{'; '.join(o.notes)}{manual}")
             print(f"report: {course / 'reports' / (args.assignment + '.json')}")
         elif args.command == "feedback":
-            files = pipeline.feedback(args.assignment, course)
+            files, problems = pipeline.feedback(args.assignment, course)
             print(f"wrote {len(files)} feedback files under {course / 'feedback'}")
+            for line in problems:
+                print(f"warning: {line}", file=sys.stderr)
+            return 1 if problems else 0
         elif args.command == "export":
             print(f"grades: {pipeline.export(args.assignment, course, args.to)}")
     except pipeline.GraderError as err:

@@ -13,7 +13,7 @@ import secrets
 import nbformat
 from nbformat import NotebookNode
 
-from .preprocessors import split_hidden
+from .redact import split_hidden
 
 TAG = "dlcourse"
 
@@ -122,9 +122,9 @@ def _as_text(output: dict) -> dict | None:
 
 def to_graded(executed: NotebookNode, release: NotebookNode, scores: dict[str, float],
               details: dict[str, list[str]]) -> NotebookNode:
-    """The notebook nbgrader records: canonical cells with the run's outputs, each test cell
-    ending in what each hidden case gave and its trusted score (nbgrader reads that number as
-    the cell's partial credit)."""
+    """The notebook kept for formgrader and feedback: canonical cells with the run's outputs,
+    each test cell ending in what each hidden case gave and its score. (The score is shown, not
+    read back: grader.gradebook writes the scores into the gradebook directly.)"""
     by_role: dict[tuple[str, str | None], list[NotebookNode]] = {}
     extras_after: dict[str | None, list[NotebookNode]] = {}
     last: str | None = None

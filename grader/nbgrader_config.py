@@ -21,9 +21,10 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # nbgrader never runs student code here: `python -m grader autograde` executes each
-# submission in a sandbox, decides the scores in a trusted process, and hands nbgrader a
-# notebook whose test cells already end in their score (nbgrader reads it as partial credit).
-# nbgrader then only restores the canonical cells and records grades in the gradebook.
+# submission in a sandbox, decides the scores in a trusted process and writes them into the
+# gradebook itself (grader.gradebook). Should someone run plain `nbgrader autograde` on this
+# course anyway, it executes nothing: it only restores the canonical cells and reads the score
+# each test cell of the graded notebook ends in.
 c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 c.LimitOutput.max_lines = 500

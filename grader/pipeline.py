@@ -1,17 +1,19 @@
-"""The instructor pipeline: release, autograde, feedback, export, each a function of a course directory.
+"""The instructor pipeline around autograde: the course directory, release, feedback, export.
 
 A course directory is nbgrader's: source/, release/, submitted/, autograded/, feedback/ and
-gradebook.db, plus uploads/ (every original upload, byte for byte) and reports/ (one JSON
-report per autograde run). It lives outside the repository, where the instructor chooses.
+gradebook.db, plus uploads/ (every original upload, byte for byte), runs/ (every sandboxed
+run), reference/ (the solution's records) and reports/ (one JSON report per assignment). It
+lives outside the repository, where the instructor chooses. (autograde: grader.autograde.)
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import jupytext
@@ -20,25 +22,34 @@ from nbgrader import utils as nbutils
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import canonical, execution, sandbox
+from utils import wire
+
+from . import canonical, execution, records, scoring
+from .intake import KERNEL
+from .messages import RunRequest
+from .redact import SECRET_MARKERS
+from .report import GraderError, Outcome, read_report, write_report  # noqa: F401  (the pipeline's API)
+from .sandbox import Limits, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "solutions"
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
-SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 # nbgrader's own SQLAlchemy session warnings say nothing an instructor can act on.
 warnings.filterwarnings("ignore", message=".*not in session.*")
 
-# nbgrader runs the `alembic` command of its environment; find it without an activated venv.
-_BIN = str(Path(sys.executable).parent)
-if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
-
-class GraderError(RuntimeError):
-    """A step cannot go on; the message says why and what to do."""
+@contextlib.contextmanager
+def venv_on_path():
+    """nbgrader runs the `alembic` command of its environment when it creates a gradebook: find it
+    without an activated virtual environment, for the duration of the call only."""
+    saved, bin_dir = os.environ.get("PATH", ""), str(Path(sys.executable).parent)
+    if bin_dir not in saved.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + saved
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = saved
 
 
 # --- course directory and nbgrader ---------------------------------------------------------
@@ -57,17 +68,24 @@ def course_dir(path: str | os.PathLike | None) -> Path:
 
 
 def nbgrader_api(course: Path):
-    """An NbGraderAPI for `course`, configured by grader/nbgrader_config.py."""
+    """An NbGraderAPI for `course`, configured by grader/nbgrader_config.py. The course gets an
+    nbgrader_config.py of its own (written once) so that plain nbgrader commands run there agree."""
     from nbgrader.apps import NbGraderAPI
 
     config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
     config.merge(Config({"CourseDirectory": {"root": str(course)}}))
-    (course / "nbgrader_config.py").write_text(
-        "# Written by `python -m grader`: plain nbgrader commands run here use the course's configuration.\n"
-        f"load_subconfig({str(CONFIG_FILE)!r})\n"
-        f"c.CourseDirectory.root = {str(course)!r}\n"
-    )
+    text = ("# Written by `python -m grader`: plain nbgrader commands run here use the course's configuration.\n"
+            f"load_subconfig({str(CONFIG_FILE)!r})\n"
+            f"c.CourseDirectory.root = {str(course)!r}\n")
+    local = course / "nbgrader_config.py"
+    if not local.is_file() or local.read_text() != text:
+        local.write_text(text)
     return NbGraderAPI(config=config)
+
+
+def db_url(course: Path) -> str:
+    """The course's gradebook (nbgrader's default place in the course directory)."""
+    return f"sqlite:///{course / 'gradebook.db'}"
 
 
 def assignments() -> list[str]:
@@ -98,9 +116,13 @@ def self_test(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], dict]:
     there is one. Returns the problems (every test must pass and record at least one value) and
     the reference: the records of every probe and the points of every autograded test cell."""
     run_nb, nonce = canonical.to_run(nb, nb, nb)
-    run = execution.execute(run_nb, f"{name}.ipynb", sandbox.Limits(), sandboxed=sandbox.unavailable_reason() is None)
-    problems = list(run.events) + canonical.canaries_ok(run.notebook, nonce)
-    for cell in run.notebook.cells:
+    request = RunRequest(id="solution", filename=f"{name}.ipynb", notebook=run_nb, limits=asdict(Limits()),
+                         nonce=nonce, sandboxed=unavailable_reason() is None)
+    result = execution.run(request)
+    reference_records, malformed = records.load_bundle_records(result.records)
+    scored = scoring.score(request, result, {"records": {}, "points": {}})
+    problems = [n for n in scored.notes if not n.startswith("process count")] + malformed
+    for cell in scored.notebook.cells:
         tag = cell.metadata.get(canonical.TAG, {})
         if tag.get("role") in ("answer", "visible", "probe", "locked"):
             for out in cell.get("outputs", []):
@@ -109,14 +131,14 @@ def self_test(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], dict]:
     points = {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"]) for c in nb.cells
               if nbutils.is_grade(c) and not nbutils.is_solution(c)}
     for grade_id in points:
-        if not any(n.split("/", 1)[0] == grade_id for n in run.records):
+        if not any(wire.grade_id(n) == grade_id for n in reference_records):
             problems.append(f"test {grade_id} records nothing: its hidden part must call checks.record(...)")
-    for rec_name, rec in run.records.items():
+    for rec_name, rec in reference_records.items():
         if rec["kind"] not in ("tensor", "json"):
             problems.append(f"record {rec_name} of the solution is {rec['kind']}: {rec.get('value')}")
-        if rec_name.split("/", 1)[0] not in points:
+        if wire.grade_id(rec_name) not in points:
             problems.append(f"record {rec_name} does not name an autograded test cell")
-    return problems, {"records": run.records, "points": points}
+    return problems, {"records": reference_records, "points": points}
 
 
 def read_reference(course: Path, name: str) -> dict:
@@ -135,7 +157,8 @@ def release(name: str, course: Path, solutions: Path = SOLUTIONS) -> Path:
     src = course / "source" / name / f"{name}.ipynb"
     src.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, src)
-    result = nbgrader_api(course).generate_assignment(name, force=True, create=True)
+    with venv_on_path():
+        result = nbgrader_api(course).generate_assignment(name, force=True, create=True)
     if not result["success"]:
         raise GraderError(f"{name}: nbgrader could not generate the release:\n{result.get('error') or result.get('log')}")
     out = course / "release" / name / f"{name}.ipynb"
@@ -149,67 +172,41 @@ def release(name: str, course: Path, solutions: Path = SOLUTIONS) -> Path:
     return out
 
 
-# --- autograde ---------------------------------------------------------------------------------
-
-@dataclass
-class Outcome:
-    """What happened to one student's submission."""
-
-    student: str
-    status: str = "graded"  # graded | ungradable | missing | error
-    score: float = 0.0
-    max_score: float = 0.0
-    needs_manual_grade: bool = False
-    notes: list[str] = field(default_factory=list)
-    upload_sha256: str = ""
-    upload: str = ""
-    flagged: bool = False  # the kernel was tampered with (the score is unaffected: it gains nothing)
-    seconds: float = 0.0
-
-
-def write_report(course: Path, name: str, outcomes: list[Outcome]) -> Path:
-    path = course / "reports" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
-    return path
-
-
-def read_report(course: Path, name: str) -> list[Outcome]:
-    path = course / "reports" / f"{name}.json"
-    if not path.is_file():
-        raise GraderError(f"no autograde report for {name} in {course}: run `python -m grader autograde {name}` first")
-    return [Outcome(**row) for row in json.loads(path.read_text())]
-
-
 # --- feedback and export -----------------------------------------------------------------------
 
-def feedback(name: str, course: Path) -> list[Path]:
-    """One HTML feedback file per graded student, with no hidden test source and no traceback."""
+def feedback(name: str, course: Path) -> tuple[list[Path], list[str]]:
+    """One HTML feedback file per graded student, with no hidden test source and no traceback.
+
+    Returns the files written and a line for each student whose feedback could not be written
+    or was withheld; one student's problem never stops the others' feedback.
+    """
     graded = [o.student for o in read_report(course, name) if o.status == "graded"]
     api = nbgrader_api(course)
-    files = []
+    files, problems = [], []
     for student in graded:
         result = api.generate_feedback(name, student, force=True)
-        if not result["success"]:
-            raise GraderError(f"feedback for {student} failed:\n{result.get('error') or result.get('log')}")
         html = course / "feedback" / student / name / f"{name}.html"
-        text = html.read_text()
-        if any(m in text for m in SECRET_MARKERS):
+        if not result["success"] or not html.is_file():
+            log = (result.get("error") or result.get("log") or "").strip().splitlines()
+            problems.append(f"{student}: feedback could not be made ({log[-1] if log else 'no log'})")
+            continue
+        # Student text had its markers redacted (grader.preprocessors): one here came from the grader.
+        if any(m in html.read_text() for m in SECRET_MARKERS):
             html.unlink()
-            raise GraderError(f"feedback for {student} still showed hidden test markers; it was deleted")
+            problems.append(f"{student}: feedback withheld, it showed an nbgrader marker (a grader bug: report it)")
+            continue
         files.append(html)
-    return files
+    return files, problems
 
 
 def export(name: str, course: Path, to: Path | None = None) -> Path:
     """Grades of every submission in the last autograde report as CSV (one row per student)."""
     outcomes = read_report(course, name)
-    api = nbgrader_api(course)
     to = Path(to) if to else course / "exports" / f"{name}.csv"
     to.parent.mkdir(parents=True, exist_ok=True)
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(api.coursedir.db_url) as gb, to.open("w", newline="") as f:
+    with Gradebook(db_url(course)) as gb, to.open("w", newline="") as f:
         max_score = float(gb.find_assignment(name).max_score)
         writer = csv.writer(f)
         writer.writerow(["student_id", "assignment", "status", "score", "max_score", "needs_manual_grade", "notes"])

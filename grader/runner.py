@@ -5,8 +5,13 @@
 Runs each cell in order in a fresh kernel (whose stdout and stderr go nowhere), keeps at
 most B bytes of outputs, stops at the first cell that kills the kernel or runs out of time,
 or when the whole notebook passes its deadline, and reports: the executed notebook, the
-values the hidden probes recorded (utils.checks.record), and the events. Nothing it writes
-is trusted: the parent parses it as data and decides every score itself.
+values the hidden probes recorded (utils.checks.record), the events and where the time went.
+Nothing it writes is trusted: the parent parses it as data and decides every score itself.
+
+The cells the grader wrote (hidden-test probes and canaries) run with store_history=False:
+their code never enters the kernel's input history (`In`, `_ih`), so a student's later cell
+cannot print it from there. (Code that hooks the kernel's input transformers still sees it;
+the trusted side redacts hidden-test lines from every output before anyone sees them.)
 """
 from __future__ import annotations
 
@@ -29,11 +34,12 @@ import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
-MAX_RECORD_BYTES = 16 * 2**20
+from utils import wire  # noqa: E402
 
 
 TRUSTED_ROLES = ("visible", "probe", "canary")  # cells the grader wrote: their own small budget
 TRUSTED_CELL_BYTES = 256 * 2**10
+UNSTORED_ROLES = ("probe", "canary")  # kept out of the kernel's input history
 
 
 class CappedClient(NotebookClient):
@@ -76,12 +82,12 @@ def _not_dumpable() -> None:
 def _records(folder: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     total = 0
-    for path in sorted(folder.glob("*"))[:1000] if folder.is_dir() else []:
+    for path in sorted(folder.glob("*"))[:wire.MAX_RECORDS] if folder.is_dir() else []:
         if not path.is_file() or path.is_symlink():
             continue
         size = path.stat().st_size
         total += size
-        if size > MAX_RECORD_BYTES or total > 4 * MAX_RECORD_BYTES:
+        if size > wire.MAX_RECORD_BYTES or total > wire.MAX_TOTAL_RECORD_BYTES:
             out[path.name] = {"too_large": size}
             continue
         out[path.name] = {"b64": base64.b64encode(path.read_bytes()).decode()}
@@ -95,38 +101,45 @@ def main() -> int:
     parser.add_argument("--deadline-seconds", type=float, required=True)
     parser.add_argument("--output-bytes", type=int, required=True)
     args = parser.parse_args()
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     _not_dumpable()
-    channel = os.fdopen(int(os.environ.pop("DLCOURSE_RESULT_FD")), "w")  # the kernel does not learn it
+    channel = os.fdopen(int(os.environ.pop(wire.RESULT_FD_ENV)), "w")  # the kernel does not learn it
     src = Path(args.notebook)
     for item in src.parent.iterdir():  # the released files and the submission, as a scratch copy
         if item.is_file():
             shutil.copy2(item, Path.cwd() / item.name)
-    records = Path(os.environ.setdefault("DLCOURSE_RECORDS", str(Path.cwd() / ".records")))
+    records = Path(os.environ.setdefault(wire.RECORDS_ENV, str(Path.cwd() / ".records")))
     nb = nbformat.read(Path.cwd() / src.name, as_version=4)
     events: list[dict] = []
+    timings = {"started_at": started_at, "kernel": 0.0, "cells": {}}
     client = CappedClient(nb, args.output_bytes, timeout=int(args.cell_seconds), kernel_name="python3",
                           allow_errors=True, interrupt_on_timeout=False, record_timing=False,
                           resources={"metadata": {"path": str(Path.cwd())}})
     try:
+        kernel_start = time.perf_counter()
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            timings["kernel"] = time.perf_counter() - kernel_start
             for index, cell in enumerate(nb.cells):
                 if time.perf_counter() - start > args.deadline_seconds:
                     events.append({"event": "deadline", "cell": index})
                     break
+                role = cell.metadata.get("dlcourse", {}).get("role", "extra")
+                cell_start = time.perf_counter()
                 try:
-                    client.execute_cell(cell, index)
+                    client.execute_cell(cell, index, store_history=role not in UNSTORED_ROLES)
                 except CellTimeoutError:
                     events.append({"event": "timeout", "cell": index})
                     break
                 except DeadKernelError:
                     events.append({"event": "kernel_died", "cell": index})
                     break
+                finally:
+                    timings["cells"][role] = timings["cells"].get(role, 0.0) + time.perf_counter() - cell_start
     except Exception as err:  # the kernel could not start, or the client broke
         events.append({"event": "runner_error", "error": f"{type(err).__name__}: {str(err)[:300]}"})
     if client.output_cut:
         events.append({"event": "output_cut"})
-    json.dump({"notebook": nb, "records": _records(records), "events": events,
+    json.dump({"notebook": nb, "records": _records(records), "events": events, "timings": timings,
                "seconds": round(time.perf_counter() - start, 2)}, channel)
     channel.close()
     return 0

@@ -5,8 +5,9 @@ file size and scratch space.
 The sandbox sees, read-only: the system (/usr, a few files of /etc), the Python installation and virtual
 environment, and the course's `utils` and `grader` packages. It sees nothing else of the
 host: not the course directory, the gradebook, the solutions, or other submissions. Its
-only writable places are /home/student and /tmp, small memory-backed file systems. Results leave
-through one pipe (its number in $DLCOURSE_RESULT_FD) that the trusted parent reads with a size cap.
+only writable places are /home/student and /tmp, small memory-backed file systems (and /records,
+for the hidden tests' records). Results leave through one pipe (its number in
+$DLCOURSE_RESULT_FD) that the trusted parent reads with a size cap (utils.wire).
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+
+from utils import wire
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = "/home/student"  # the sandbox's scratch folder and working directory
@@ -41,8 +42,6 @@ class Limits:
     file_bytes: int = 64 * 2**20  # largest file the code may write
     scratch_bytes: int = 256 * 2**20  # the scratch folder and /tmp hold at most this much each
     output_bytes: int = 4 * 2**20  # outputs of the student's cells kept; the rest is cut with a note
-    record_bytes: int = 64 * 2**20  # space for the probes' records
-    result_bytes: int = 96 * 2**20  # most the parent reads back from the sandbox
 
 
 class SandboxUnavailable(RuntimeError):
@@ -90,7 +89,7 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int
     # follow must stay visible even when the repository or Python lives under /tmp.
     size = str(limits.scratch_bytes)
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
-            "--size", size, "--tmpfs", WORKDIR, "--size", str(limits.record_bytes), "--tmpfs", RECORDS]
+            "--size", size, "--tmpfs", WORKDIR, "--size", str(wire.MAX_TOTAL_RECORD_BYTES), "--tmpfs", RECORDS]
     for p in _ro_paths():
         cmd += ["--ro-bind", str(p), str(p)]
     for name in ETC:
@@ -107,8 +106,8 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
            "JUPYTER_RUNTIME_DIR": "/tmp/runtime", "JUPYTER_DATA_DIR": "/tmp/jupyter", "IPYTHONDIR": "/tmp/ipython",
-           "MPLCONFIGDIR": "/tmp/mpl", "PYDEVD_DISABLE_FILE_VALIDATION": "1", "DLCOURSE_RESULT_FD": str(result_fd),
-           "DLCOURSE_RECORDS": RECORDS}
+           "MPLCONFIGDIR": "/tmp/mpl", "PYDEVD_DISABLE_FILE_VALIDATION": "1", wire.RESULT_FD_ENV: str(result_fd),
+           wire.RECORDS_ENV: RECORDS}
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--"] + inner
@@ -163,11 +162,12 @@ class _PidsCgroup:
 class Run:
     """What came back from one sandboxed run."""
 
-    result: bytes  # what the code wrote to the result pipe, at most Limits.result_bytes
+    result: bytes  # what the code wrote to the result pipe, at most wire.MAX_RESULT_BYTES
     returncode: int | None  # None: killed at the notebook time limit
     seconds: float
     stderr: str  # the last lines of the runner's stderr, for the log
     processes_limited: bool  # whether a pids cgroup capped the process count
+    started_at: float = 0.0  # wall-clock time (time.time()) just before the sandbox was started
 
 
 def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) -> Run:
@@ -184,9 +184,9 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
     read_fd, write_fd = os.pipe()
     cmd = bwrap_command(inner, inputs, limits, write_fd) if sandboxed else inner
     cgroup = _PidsCgroup(limits.processes, enabled=sandboxed)
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     env = None if sandboxed else {**os.environ, "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
-                                  "DLCOURSE_RESULT_FD": str(write_fd)}
+                                  wire.RESULT_FD_ENV: str(write_fd)}
     scratch = None if sandboxed else tempfile.mkdtemp(prefix="dlcourse-work-")  # trusted runs only
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(_limited(cmd, limits, cgroup), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -204,8 +204,8 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
             except BlockingIOError:
                 chunk = None
             if chunk:
-                if size < limits.result_bytes:
-                    chunks.append(chunk[: limits.result_bytes - size])
+                if size < wire.MAX_RESULT_BYTES:
+                    chunks.append(chunk[: wire.MAX_RESULT_BYTES - size])
                 size += len(chunk)
             elif chunk == b"" and proc.poll() is not None:
                 returncode = proc.returncode
@@ -228,25 +228,4 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
     log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
     tail = "\n".join(log.read().decode(errors="replace").strip().splitlines()[-40:])
     log.close()
-    return Run(b"".join(chunks), returncode, time.perf_counter() - start, tail, cgroup.path is not None)
-
-
-class LocalPool:
-    """The executor seam: runs jobs on a bounded pool of threads, each driving one sandbox.
-
-    A cluster engine can take its place by offering the same `map_unordered(fn, jobs)`.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self.workers = max(1, workers or os.cpu_count() or 1)
-
-    def map_unordered(self, fn: Callable, jobs: Iterable) -> Iterator:
-        """Yield (job, fn(job)) as each finishes; an exception is yielded in place of the result."""
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = {pool.submit(fn, job): job for job in jobs}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    yield job, future.result()
-                except Exception as err:  # one job's failure never stops the batch
-                    yield job, err
+    return Run(b"".join(chunks), returncode, time.perf_counter() - start, tail, cgroup.path is not None, started_at)

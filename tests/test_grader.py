@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 import submissions as S
-from grader import autograde, canonical, pipeline
+from grader import autograde, pipeline
 from grader.__main__ import main
 
 ASSIGNMENTS = pipeline.assignments()
@@ -298,23 +298,3 @@ def test_no_sandbox_means_no_grading_unless_the_instructor_insists(graded, monke
     monkeypatch.setattr(sandbox, "unavailable_reason", lambda: "bubblewrap is not installed")
     with pytest.raises(pipeline.GraderError, match="--unsafe-no-sandbox"):
         autograde.autograde(name, subs, course)
-
-
-def test_canaries_flag_a_silent_assert_but_not_a_kernel_out_of_memory():
-    nonce = {"assert": "a1", "print": "p1"}
-    v4 = nbformat.v4
-
-    def run(assert_outputs, earlier=()):
-        tag = {canonical.TAG: {"role": "canary"}}
-        printed = [v4.new_output("stream", name="stdout", text="canary p1\n")]
-        return v4.new_notebook(cells=[v4.new_code_cell("work", outputs=list(earlier)),
-                                      v4.new_code_cell("assert", metadata=tag, outputs=assert_outputs),
-                                      v4.new_code_cell("print", metadata=dict(tag), outputs=printed)])
-
-    raised = v4.new_output("error", ename="AssertionError", evalue="canary a1", traceback=[])
-    assert canonical.canaries_ok(run([raised]), nonce) == []
-    assert len(canonical.canaries_ok(run([]), nonce)) == 1  # the assert was silenced
-    starved = v4.new_output("error", ename="MemoryError", evalue="", traceback=[])
-    assert canonical.canaries_ok(run([], earlier=[starved]), nonce) == []
-    garbled = v4.new_output("stream", name="stderr", text="MemoryError while printing the traceback")
-    assert canonical.canaries_ok(run([garbled]), nonce) == []

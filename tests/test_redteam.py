@@ -201,7 +201,18 @@ ATTACKS = {
     "symlink_to_solution": (("symlink", f"../../../source/{NAME}/{FILE}"), {"status": "missing",
                                                                            "note": "symbolic links ignored"}),
     "oversized": (("raw", b"{" + b" " * (21 * 2**20) + b"}"), {"status": "ungradable", "note": "MB"}),
+    # hidden-test code must not reach the student's feedback, however it was captured
+    "prints_input_history": (after("quiz_tests", "print(In)\nprint(_ih[-3:])"), {"same_as": "honest"}),
+    "input_transformer_spy": (after("setup", '''
+        def spy(lines):
+            print("".join(lines))
+            return lines
+        get_ipython().input_transformers_post.append(spy)'''), {"same_as": "honest"}),
+    # a student's own text that mentions nbgrader's markers must not stop anyone's feedback
+    "mentions_markers": (("markdown", "I wrote this myself, no BEGIN SOLUTION or END HIDDEN TESTS copied."),
+                         {"same_as": "honest"}),
 }
+LEAKERS = ("prints_input_history", "input_transformer_spy")
 
 
 def build(kind, arg, release: Path, ctx: dict):
@@ -228,6 +239,8 @@ def build(kind, arg, release: Path, ctx: dict):
         nb.cells.insert(0, nb.cells.pop(index))
     elif kind == "retype":
         nb.cells[index] = nbformat.v4.new_markdown_cell(nb.cells[index].source, metadata=nb.cells[index].metadata)
+    elif kind == "markdown":
+        nb.cells.append(nbformat.v4.new_markdown_cell(arg))
     elif kind == "points":
         nb.cells[index].metadata.nbgrader["points"] = 100
         nb.cells[index].source = "pass  # nothing to check here"
@@ -331,3 +344,24 @@ def test_each_submission_earns_only_its_honest_part(batch, student):
 
 def test_honest_score_is_everything_but_the_written_answer(batch):
     assert batch["outcomes"]["honest"].score == sum(batch["points"].values())
+
+
+def test_feedback_reaches_everyone_and_shows_no_hidden_test_code(batch):
+    import html
+
+    from grader import redact
+    from grader.__main__ import main
+
+    course = batch["course"]
+    assert main(["--course", str(course), "feedback", NAME]) == 0
+    graded = {s for s, o in batch["outcomes"].items() if o.status == "graded"}
+    assert {p.parts[-3] for p in (course / "feedback").rglob("*.html")} == graded
+    hidden = redact.hidden_lines(pipeline.source_notebook(NAME))
+    for student in LEAKERS:
+        raw = (course / "runs" / NAME / student).glob("*/executed.ipynb")
+        assert any("checks.record" in p.read_text() for p in raw), "the attack no longer captures anything"
+        page = html.unescape((course / "feedback" / student / NAME / f"{NAME}.html").read_text())
+        shown = [line for line in hidden if line in page]
+        assert not shown, f"hidden-test code in {student}'s feedback: {shown[:3]}"
+    page = (course / "feedback" / "mentions_markers" / NAME / f"{NAME}.html").read_text()
+    assert "I wrote this myself" in page and "BEGIN SOLUTION" not in page

@@ -1,0 +1,83 @@
+"""Keep the instructor's secrets out of what a student (or a TA in formgrader) is shown.
+
+Two routes are closed here. (1) Hidden-test code: student code runs in the same kernel as
+the hidden tests and can capture their source (an input transformer sees every cell), then
+print it; every output of the graded notebook is scrubbed of hidden-test lines before it is
+kept for feedback and formgrader. (2) nbgrader's marker comments: a student's own text may
+mention them, and they are redacted there rather than stopping anyone's feedback.
+What cannot be scrubbed: the same code re-encoded by the student (base64, an image); the
+README's security model says so, and why it earns nothing.
+"""
+from __future__ import annotations
+
+import json
+
+from nbformat import NotebookNode
+
+HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
+SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", HIDDEN_BEGIN, HIDDEN_END)
+HIDDEN = "[hidden test code]"
+MARKER = "[marker removed]"
+MIN_CHARS = 8  # shorter lines (")", "else:") are too common in honest output to remove
+
+
+def split_hidden(source: str) -> tuple[str, str]:
+    """A test cell's source -> (the visible checks, the hidden-test region's code)."""
+    visible, hidden, inside = [], [], False
+    for line in source.split("\n"):
+        if HIDDEN_BEGIN in line:
+            inside = True
+        elif HIDDEN_END in line:
+            inside = False
+        else:
+            (hidden if inside else visible).append(line)
+    return "\n".join(visible).strip(), "\n".join(hidden).strip()
+
+
+def hidden_lines(source: NotebookNode) -> list[str]:
+    """Every distinctive line of the hidden-test regions of a source notebook, longest first."""
+    lines = set()
+    for cell in source.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            lines.update(ln.strip() for ln in split_hidden(cell.source)[1].split("\n"))
+    return sorted((ln for ln in lines if len(ln) >= MIN_CHARS), key=len, reverse=True)
+
+
+def _forms(line: str) -> set[str]:
+    """The line as printed, and as it appears inside a printed str, list or JSON (escaped)."""
+    return {line, repr(line)[1:-1], json.dumps(line)[1:-1]}
+
+
+def scrub(text: str, lines: list[str]) -> str:
+    """text with every hidden-test line (in any of its printed forms) replaced by a note."""
+    for line in lines:
+        for form in _forms(line):
+            if form in text:
+                text = text.replace(form, HIDDEN)
+    return text
+
+
+def scrub_outputs(nb: NotebookNode, lines: list[str]) -> int:
+    """Scrub every text output of nb in place; returns how many outputs were changed."""
+    changed = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            before = json.dumps(out, sort_keys=True)
+            if "text" in out:
+                out["text"] = scrub(str(out["text"]), lines)
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    out["data"][mime] = scrub(value if isinstance(value, str) else "".join(value), lines)
+            if "evalue" in out:
+                out["evalue"] = scrub(str(out["evalue"]), lines)
+            if "traceback" in out:
+                out["traceback"] = [scrub(str(t), lines) for t in out["traceback"]]
+            changed += json.dumps(out, sort_keys=True) != before
+    return changed
+
+
+def without_markers(text: str) -> str:
+    for marker in SECRET_MARKERS:
+        text = text.replace(marker, MARKER)
+    return text

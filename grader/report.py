@@ -1,0 +1,48 @@
+"""What happened to each submission of a batch: the Outcome rows and the report file that keeps them.
+
+COURSE/reports/NAME.json is written by autograde and read by feedback, export and the
+instructor; one row per entry of the submissions folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class GraderError(RuntimeError):
+    """A step cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one student's submission."""
+
+    student: str
+    status: str = "graded"  # graded | ungradable | missing | error
+    score: float = 0.0
+    max_score: float = 0.0
+    needs_manual_grade: bool = False
+    notes: list[str] = field(default_factory=list)
+    upload_sha256: str = ""
+    upload: str = ""
+    flagged: bool = False  # the kernel was tampered with (the score is unaffected: it gains nothing)
+    seconds: float = 0.0
+
+
+def write_report(course: Path, name: str, outcomes: list[Outcome]) -> Path:
+    """Write the report atomically: a crash mid-write leaves the previous report whole."""
+    path = course / "reports" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+    os.replace(partial, path)
+    return path
+
+
+def read_report(course: Path, name: str) -> list[Outcome]:
+    path = course / "reports" / f"{name}.json"
+    if not path.is_file():
+        raise GraderError(f"no autograde report for {name} in {course}: run `python -m grader autograde {name}` first")
+    return [Outcome(**row) for row in json.loads(path.read_text())]

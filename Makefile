@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install sandbox browser book book-all test bench notebooks assignment-pages clean
+.PHONY: install sandbox browser book book-all test test-fast bench bench-grading notebooks assignment-pages clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -52,8 +52,15 @@ test: $(STAMP) sandbox browser  ## the whole suite: utils, notebooks (nbval), gr
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--junitxml=test-results/junit.xml tests notebooks
 
+# The unit tests of utils and of the grader's stages (and the sandbox itself): about a minute.
+test-fast: $(STAMP) sandbox  ## unit tests only: utils, the grader's stages, the sandbox
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests/test_utils_*.py tests/test_grader_units.py tests/test_sandbox.py
+
 bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one autograde
 	$(BIN)/python tests/bench.py
+
+bench-grading: $(STAMP) sandbox  ## the grader only: 40 submissions against plain nbgrader, and where the time goes
+	$(BIN)/python tests/bench.py grading
 
 notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)
 	for md in notebooks/*.md; do OMP_NUM_THREADS=1 $(BIN)/jupytext --to ipynb --execute "$$md" || exit 1; done

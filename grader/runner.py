@@ -114,7 +114,19 @@ def main() -> int:
     timings = {"started_at": started_at, "kernel": 0.0, "cells": {}}
     client = CappedClient(nb, args.output_bytes, timeout=int(args.cell_seconds), kernel_name="python3",
                           allow_errors=True, interrupt_on_timeout=False, record_timing=False,
-                          resources={"metadata": {"path": str(Path.cwd())}})
+                          shutdown_kernel="immediate", resources={"metadata": {"path": str(Path.cwd())}})
+
+    def report() -> None:
+        """Send everything to the trusted side, once. It ends the sandbox as soon as the pipe
+        closes, so no time is spent shutting a kernel down gracefully."""
+        if channel.closed:
+            return
+        if client.output_cut:
+            events.append({"event": "output_cut"})
+        json.dump({"notebook": nb, "records": _records(records), "events": events, "timings": timings,
+                   "seconds": round(time.perf_counter() - start, 2)}, channel)
+        channel.close()
+
     try:
         kernel_start = time.perf_counter()
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
@@ -135,13 +147,10 @@ def main() -> int:
                     break
                 finally:
                     timings["cells"][role] = timings["cells"].get(role, 0.0) + time.perf_counter() - cell_start
+            report()  # while the kernel still runs: it is killed with the sandbox
     except Exception as err:  # the kernel could not start, or the client broke
         events.append({"event": "runner_error", "error": f"{type(err).__name__}: {str(err)[:300]}"})
-    if client.output_cut:
-        events.append({"event": "output_cut"})
-    json.dump({"notebook": nb, "records": _records(records), "events": events, "timings": timings,
-               "seconds": round(time.perf_counter() - start, 2)}, channel)
-    channel.close()
+    report()
     return 0
 
 

@@ -207,8 +207,9 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
                 if size < wire.MAX_RESULT_BYTES:
                     chunks.append(chunk[: wire.MAX_RESULT_BYTES - size])
                 size += len(chunk)
-            elif chunk == b"" and proc.poll() is not None:
-                returncode = proc.returncode
+            elif chunk == b"":  # the pipe is closed: the report is complete, or its writer is dead
+                returncode = proc.poll()
+                returncode = 0 if returncode is None else returncode  # None is kept for the time limit
                 break
             elif time.perf_counter() > deadline:
                 break

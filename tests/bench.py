@@ -96,7 +96,8 @@ def grading_throughput(n: int = 40) -> list[tuple[str, str, float, float]]:
     timings = [t for t in profile["timings"].values() if t]
     parts = {"sandbox and runner start": [t.get("sandbox", 0.0) for t in timings],
              "kernel start": [t.get("kernel", 0.0) for t in timings]}
-    for role, label in [("locked", "instructor cells (imports, data)"), ("answer", "answer cells"),
+    for role, label in [("setup", "setup cell (imports)"), ("locked", "other instructor cells"),
+                        ("answer", "answer cells"),
                         ("visible", "visible checks"), ("probe", "hidden tests"), ("canary", "canaries")]:
         parts[label] = [t.get("cells", {}).get(role, 0.0) for t in timings]
     runs = [o.seconds for o in outcomes]

@@ -491,3 +491,4 @@ def test_the_local_pool_runs_requests_and_answers_each_one_even_when_broken():
     recs, _ = records.load_bundle_records(ran.records)
     assert recs["ex1_tests/one"]["value"] == 1.5
     assert ran.timings["kernel"] > 0 and set(ran.timings["cells"]) == {"locked", "probe"}
+    assert ran.timings["sandbox"] > 0  # from starting the runner to its first line

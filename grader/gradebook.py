@@ -21,7 +21,7 @@ from nbgrader.api import (Comment, Grade, Gradebook, MissingEntry, Student, Subm
                           SubmittedNotebook)
 from nbgrader.preprocessors import LimitOutput
 
-# nbgrader's defaults in this course (grader/nbgrader_config.py sets the same for its own apps)
+# How much output an autograded notebook keeps (grader/nbgrader_config.py gives nbgrader's own apps the same)
 OUTPUT_LINES, TRACEBACK_LINES = 500, 50
 
 

@@ -9,6 +9,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec, SaveAutoGrades,
 )
 
+from grader.gradebook import OUTPUT_LINES, TRACEBACK_LINES
 from grader.preprocessors import HideHiddenTests
 
 c = get_config()  # noqa: F821  (provided by traitlets when the file is loaded)
@@ -27,8 +28,8 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # each test cell of the graded notebook ends in.
 c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-c.LimitOutput.max_lines = 500
-c.LimitOutput.max_traceback = 50
+c.LimitOutput.max_lines = OUTPUT_LINES
+c.LimitOutput.max_traceback = TRACEBACK_LINES
 
 # Feedback shows neither hidden test source nor tracebacks that would quote it.
 c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]

@@ -43,6 +43,12 @@ def _keep_run(course: Path, name: str, outcome: Outcome, scored: scoring.Scored)
     return folder
 
 
+def lost(result: RunResult) -> bool:
+    """Did the run end without a report, though not at its time limit? (The runner was killed: by
+    the student's code, or by the host, e.g. its out-of-memory killer or an operator.)"""
+    return not result.error and not result.report_ok and result.returncode is not None
+
+
 def _write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
     if path.parent.exists():
         shutil.rmtree(path.parent)
@@ -60,6 +66,7 @@ class Batch:
         self.secrets = redact.hidden_lines(assignment.source)
         self.outcomes: dict[str, Outcome] = {}
         self.requests: dict[str, RunRequest] = {}
+        self.retries: list[RunRequest] = []  # runs that came back without a report, to run once more
         self.trusted_seconds: dict[str, float] = {}  # CPU seconds per submission: intake + score + record
         self.timings: dict[str, dict] = {}  # per submission: where the run's time went
 
@@ -88,8 +95,13 @@ class Batch:
         request = self.requests.pop(result.id, None)
         if request is None:  # not ours, or answered twice
             return None
-        start = time.thread_time()
         outcome = self.outcomes[result.id]
+        if lost(result) and all(r.id != request.id for r in self.retries):  # a host fault must not cost an honest student
+            outcome.notes.append("the first run ended without a report and was run again")
+            self.retries.append(request)
+            self.requests[request.id] = request
+            return None
+        start = time.thread_time()
         try:
             scored = scoring.score(request, result, self.reference)
             outcome.notes += scored.notes
@@ -159,12 +171,14 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
     executor = executor or LocalPool(workers)
     with GradebookWriter(db_url(course), name) as writer:
         queued, last = [], time.perf_counter()
-        for result in executor.map_unordered(batch.requests_for(folders)):
-            if (outcome := batch.score(result, writer)) is not None:
-                queued.append(outcome)
-            if len(queued) >= BATCH_SIZE or time.perf_counter() - last > BATCH_SECONDS:
-                batch.record(queued, writer)
-                queued, last = [], time.perf_counter()
+        # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).
+        for requests in (batch.requests_for(folders), batch.retries):
+            for result in executor.map_unordered(requests):
+                if (outcome := batch.score(result, writer)) is not None:
+                    queued.append(outcome)
+                if len(queued) >= BATCH_SIZE or time.perf_counter() - last > BATCH_SECONDS:
+                    batch.record(queued, writer)
+                    queued, last = [], time.perf_counter()
         batch.record(queued, writer)
     for student in list(batch.requests):  # an executor that never answered for these
         outcome = batch.outcomes[student]

@@ -492,3 +492,13 @@ def test_the_local_pool_runs_requests_and_answers_each_one_even_when_broken():
     assert recs["ex1_tests/one"]["value"] == 1.5
     assert ran.timings["kernel"] > 0 and set(ran.timings["cells"]) == {"locked", "probe"}
     assert ran.timings["sandbox"] > 0  # from starting the runner to its first line
+
+
+def test_only_a_run_that_ended_without_a_report_is_run_again():
+    from grader.autograde import lost
+
+    killed = RunResult(id="a", notebook=None, records={}, events=[], seconds=1.0, returncode=-9, report_ok=False)
+    timed_out = RunResult(id="a", notebook=None, records={}, events=[], seconds=9.0, returncode=None, report_ok=False)
+    reported = RunResult(id="a", notebook={}, records={}, events=[{"event": "kernel_died", "cell": 2}], seconds=1.0)
+    assert lost(killed) and not lost(timed_out) and not lost(reported)
+    assert not lost(RunResult.failed("a", "no sandbox on worker h1"))

@@ -365,3 +365,29 @@ def test_feedback_reaches_everyone_and_shows_no_hidden_test_code(batch):
         assert not shown, f"hidden-test code in {student}'s feedback: {shown[:3]}"
     page = (course / "feedback" / "mentions_markers" / NAME / f"{NAME}.html").read_text()
     assert "I wrote this myself" in page and "BEGIN SOLUTION" not in page
+
+
+def test_a_run_lost_to_the_host_is_run_again_before_anyone_is_flagged(batch, tmp_path):
+    """The host kills a sandbox (out-of-memory killer, an operator): the student gets a second run,
+    not a zero and a tampering flag. A runner killed twice (kill_runner above) is still flagged."""
+    from grader.executors import LocalPool
+    from grader.messages import RunResult
+
+    class HostKillsFirstRun(LocalPool):
+        def map_unordered(self, requests):
+            for result in super().map_unordered(requests):
+                if result.id == "ann" and not getattr(self, "killed", False):
+                    self.killed = True  # what the trusted side sees of a sandbox killed by SIGKILL
+                    result = RunResult(id="ann", notebook=None, records={}, events=[], seconds=2.0,
+                                       returncode=-9, report_ok=False, processes_limited=True)
+                yield result
+
+    release = batch["course"] / "release" / NAME / FILE
+    for student in ("ann", "ben"):
+        S.write(tmp_path / student, S.solved(release, NAME), FILE)
+    outcomes = {o.student: o for o in autograde.autograde(NAME, tmp_path, batch["course"], limits=LIMITS,
+                                                          executor=HostKillsFirstRun(2))}
+    assert outcomes["ann"].score == outcomes["ben"].score == batch["outcomes"]["honest"].score
+    assert not outcomes["ann"].flagged and outcomes["ann"].notes == ["the first run ended without a report and was run again"]
+    runs = list((batch["course"] / "runs" / NAME / "ann").glob("*/executed.ipynb"))
+    assert len(runs) == 1, "the lost run left nothing to keep; the second run is kept"

@@ -24,7 +24,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from utils import wire
 
-from . import canonical, execution, records, scoring
+from . import canonical, execution, scoring
 from .intake import KERNEL
 from .messages import RunRequest
 from .redact import SECRET_MARKERS
@@ -119,8 +119,8 @@ def self_test(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], dict]:
     request = RunRequest(id="solution", filename=f"{name}.ipynb", notebook=run_nb, limits=asdict(Limits()),
                          nonce=nonce, sandboxed=unavailable_reason() is None)
     result = execution.run(request)
-    reference_records, _ = records.load_bundle_records(result.records)  # the malformed ones are in the notes
     scored = scoring.score(request, result, {"records": {}, "points": {}})
+    reference_records = scored.records
     problems = [n for n in scored.notes if not n.startswith("process count")]
     for cell in scored.notebook.cells:
         tag = cell.metadata.get(canonical.TAG, {})

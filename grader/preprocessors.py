@@ -5,7 +5,7 @@ from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from .redact import split_hidden, without_markers
+from .redact import rewrite_outputs, split_hidden, without_markers
 
 HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
 
@@ -29,10 +29,5 @@ class HideHiddenTests(NbGraderPreprocessor):
             cell.source = f"{visible}\n{HIDDEN_NOTE}" if hidden else visible
         else:
             cell.source = without_markers(cell.source)
-        for out in cell.get("outputs", []):
-            if "text" in out:
-                out["text"] = without_markers(str(out["text"]))
-            for mime, value in out.get("data", {}).items():
-                if mime.startswith("text/") and isinstance(value, str):
-                    out["data"][mime] = without_markers(value)
+        rewrite_outputs(cell, without_markers)
         return cell, resources

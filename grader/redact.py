@@ -58,23 +58,28 @@ def scrub(text: str, lines: list[str]) -> str:
     return text
 
 
+def rewrite_outputs(cell: NotebookNode, fn) -> int:
+    """Apply fn to every text a code cell's outputs can show (streams, text data, errors), in place;
+    returns how many outputs changed."""
+    changed = 0
+    for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+        before = json.dumps(out, sort_keys=True)
+        if "text" in out:
+            out["text"] = fn(str(out["text"]))
+        for mime, value in out.get("data", {}).items():
+            if mime.startswith("text/"):
+                out["data"][mime] = fn(value if isinstance(value, str) else "".join(value))
+        if "evalue" in out:
+            out["evalue"] = fn(str(out["evalue"]))
+        if "traceback" in out:
+            out["traceback"] = [fn(str(t)) for t in out["traceback"]]
+        changed += json.dumps(out, sort_keys=True) != before
+    return changed
+
+
 def scrub_outputs(nb: NotebookNode, lines: list[str]) -> int:
     """Scrub every text output of nb in place; returns how many outputs were changed."""
-    changed = 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            before = json.dumps(out, sort_keys=True)
-            if "text" in out:
-                out["text"] = scrub(str(out["text"]), lines)
-            for mime, value in out.get("data", {}).items():
-                if mime.startswith("text/"):
-                    out["data"][mime] = scrub(value if isinstance(value, str) else "".join(value), lines)
-            if "evalue" in out:
-                out["evalue"] = scrub(str(out["evalue"]), lines)
-            if "traceback" in out:
-                out["traceback"] = [scrub(str(t), lines) for t in out["traceback"]]
-            changed += json.dumps(out, sort_keys=True) != before
-    return changed
+    return sum(rewrite_outputs(cell, lambda text: scrub(text, lines)) for cell in nb.cells)
 
 
 def without_markers(text: str) -> str:

@@ -27,6 +27,7 @@ class Scored:
     notebook: nbformat.NotebookNode  # the run notebook with the run's outputs (none if unreadable)
     scores: dict[str, float]  # grade_id of each autograded test cell -> points
     details: dict[str, list[str]]  # grade_id -> one line per hidden case
+    records: dict[str, dict] = field(default_factory=dict)  # the well-formed records of the run, by name
     notes: list[str] = field(default_factory=list)  # what went wrong, in words for the student
     flagged: bool = False  # the kernel was tampered with
     seconds: float = 0.0
@@ -84,7 +85,7 @@ def score(request: RunRequest, result: RunResult, reference: dict) -> Scored:
     if result.error:  # the executor never ran it: no records, no flag
         notes = [f"not run: {result.error}"]
         scores, details = records.cell_scores({}, reference["records"], reference["points"])
-        return Scored(plan, scores, details, notes, seconds=result.seconds)
+        return Scored(plan, scores, details, notes=notes, seconds=result.seconds)
     notebook, notes = executed_notebook(result.notebook if result.report_ok else None, plan)
     stopped = result.returncode is None  # killed at the notebook's time limit
     if not result.report_ok:
@@ -105,5 +106,5 @@ def score(request: RunRequest, result: RunResult, reference: dict) -> Scored:
         tampering = [] if stopped else canonical.canaries_ok(notebook, request.nonce)
     notes += [f"tampering suspected: {t}" for t in tampering]
     scores, details = records.cell_scores(student, reference["records"], reference["points"])
-    return Scored(notebook, scores, details, notes, flagged=bool(tampering), seconds=round(result.seconds, 1),
-                  log=result.log)
+    return Scored(notebook, scores, details, student, notes, flagged=bool(tampering),
+                  seconds=round(result.seconds, 1), log=result.log)

@@ -11,11 +11,12 @@ course directory.
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Protocol
 
-from . import execution
+from . import execution, sandbox
 from .messages import RunRequest, RunResult
 
 
@@ -23,13 +24,14 @@ class Executor(Protocol):
     def map_unordered(self, requests: Iterable[RunRequest]) -> Iterator[RunResult]: ...
 
 
-def run_as_bytes(request: bytes) -> bytes:
+def run_as_bytes(request: bytes, warm: sandbox.Warm | None = None) -> bytes:
     """The run stage on serialized messages, as a remote worker receives and answers them."""
-    return execution.run(RunRequest.from_bytes(request)).to_bytes()
+    return execution.run(RunRequest.from_bytes(request), warm).to_bytes()
 
 
 class LocalPool:
-    """The default executor: `workers` threads on this machine, each driving one sandbox at a time.
+    """The default executor: `workers` threads on this machine, each driving one sandbox, kept
+    warm between its runs (grader.sandbox.Warm), and closed when the requests run out.
 
     Requests and results cross the pool as bytes, exactly as they would cross a network, so the
     trusted side reads a local result the same way it would read a remote one. Requests are
@@ -41,6 +43,18 @@ class LocalPool:
 
     def map_unordered(self, requests: Iterable[RunRequest]) -> Iterator[RunResult]:
         pending = iter(requests)
+        sandboxes = [sandbox.Warm() for _ in range(self.workers)]
+        free = queue.SimpleQueue()
+        for box in sandboxes:
+            free.put(box)
+
+        def task(raw: bytes) -> bytes:
+            box = free.get()  # never more tasks than sandboxes run at once
+            try:
+                return run_as_bytes(raw, box)
+            finally:
+                free.put(box)
+
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             running: dict = {}
 
@@ -49,14 +63,21 @@ class LocalPool:
                     request = next(pending, None)
                     if request is None:
                         return
-                    running[pool.submit(run_as_bytes, request.to_bytes())] = request.id
+                    running[pool.submit(task, request.to_bytes())] = request.id
 
-            refill()
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                results = [self._collect(future, running.pop(future)) for future in done]
-                refill()  # keep the threads busy while the caller scores what came back
-                yield from results
+            try:
+                refill()
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    results = [self._collect(future, running.pop(future)) for future in done]
+                    refill()  # keep the threads busy while the caller scores what came back
+                    yield from results
+            finally:
+                for future in running:
+                    future.cancel()
+                pool.shutdown(wait=True)
+                for box in sandboxes:
+                    box.close()
 
     @staticmethod
     def _collect(future, request_id: str) -> RunResult:

@@ -37,6 +37,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 from utils import wire  # noqa: E402
 
 
+KERNEL_NAME = "python3"
 TRUSTED_ROLES = ("visible", "probe", "canary")  # cells the grader wrote: their own small budget
 TRUSTED_CELL_BYTES = 256 * 2**10
 UNSTORED_ROLES = ("probe", "canary")  # kept out of the kernel's input history
@@ -71,7 +72,7 @@ class CappedClient(NotebookClient):
         return None
 
 
-def _not_dumpable() -> None:
+def not_dumpable() -> None:
     """Forbid same-user processes (the kernel) from reading this process's memory or fds."""
     try:
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
@@ -95,24 +96,36 @@ def _records(folder: Path) -> dict[str, dict]:
 
 
 def main() -> int:
+    """A run from nothing: this process, then a kernel process (grader.warm forks both instead)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("notebook")
     parser.add_argument("--cell-seconds", type=float, required=True)
     parser.add_argument("--deadline-seconds", type=float, required=True)
     parser.add_argument("--output-bytes", type=int, required=True)
     args = parser.parse_args()
-    start, started_at = time.perf_counter(), time.time()
-    _not_dumpable()
+    started_at = time.time()
+    not_dumpable()
     channel = os.fdopen(int(os.environ.pop(wire.RESULT_FD_ENV)), "w")  # the kernel does not learn it
     src = Path(args.notebook)
     for item in src.parent.iterdir():  # the released files and the submission, as a scratch copy
         if item.is_file():
             shutil.copy2(item, Path.cwd() / item.name)
+    execute(Path.cwd() / src.name, args.cell_seconds, args.deadline_seconds, args.output_bytes, channel,
+            started_at=started_at)
+    return 0
+
+
+def execute(path: Path, cell_seconds: float, deadline_seconds: float, output_bytes: int, channel,
+            km=None, started_at: float | None = None) -> None:
+    """Execute the notebook at `path` cell by cell in a new kernel (started by `km`, a jupyter_client
+    kernel manager, if given) and write the report to `channel`, once, before the kernel stops."""
+    start = time.perf_counter()
+    started_at = started_at or time.time()
     records = Path(os.environ.setdefault(wire.RECORDS_ENV, str(Path.cwd() / ".records")))
-    nb = nbformat.read(Path.cwd() / src.name, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     events: list[dict] = []
     timings = {"started_at": started_at, "kernel": 0.0, "cells": {}}
-    client = CappedClient(nb, args.output_bytes, timeout=int(args.cell_seconds), kernel_name="python3",
+    client = CappedClient(nb, output_bytes, km=km, timeout=int(cell_seconds), kernel_name=KERNEL_NAME,
                           allow_errors=True, interrupt_on_timeout=False, record_timing=False,
                           shutdown_kernel="immediate", resources={"metadata": {"path": str(Path.cwd())}})
 
@@ -132,7 +145,7 @@ def main() -> int:
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
             timings["kernel"] = time.perf_counter() - kernel_start
             for index, cell in enumerate(nb.cells):
-                if time.perf_counter() - start > args.deadline_seconds:
+                if time.perf_counter() - start > deadline_seconds:
                     events.append({"event": "deadline", "cell": index})
                     break
                 tag = cell.metadata.get("dlcourse", {})
@@ -153,7 +166,6 @@ def main() -> int:
     except Exception as err:  # the kernel could not start, or the client broke
         events.append({"event": "runner_error", "error": f"{type(err).__name__}: {str(err)[:300]}"})
     report()
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,11 +8,19 @@ host: not the course directory, the gradebook, the solutions, or other submissio
 only writable places are /home/student and /tmp, small memory-backed file systems (and /records,
 for the hidden tests' records). Results leave through one pipe (its number in
 $DLCOURSE_RESULT_FD) that the trusted parent reads with a size cap (utils.wire).
+
+Two ways in: `run` starts a sandbox for one command (the tests use it, and unsandboxed runs
+take the same route without bubblewrap); `Warm` keeps one sandbox per worker and has
+grader.warm fork every notebook's run into fresh namespaces inside it, so that the runner, the
+kernel and torch are started once per worker rather than once per submission.
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -59,6 +67,14 @@ def unavailable_reason() -> str | None:
                            capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:300]}"
+    with tempfile.TemporaryDirectory(prefix="dlcourse-probe-") as tmp:  # a run's isolation, tried once
+        limits = Limits()
+        inner = [sys.executable, "-m", "grader.warm", "--check", "--scratch-bytes", str(limits.scratch_bytes)]
+        cmd = bwrap_command(inner, _write_etc(Path(tmp) / "etc"), limits, result_fd=2)
+        nested = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if nested.returncode != 0:
+        return ("bubblewrap works, but a sandbox cannot create the namespaces that keep one run apart from "
+                f"the next (grader.warm): {nested.stderr.strip()[-300:]}")
     return None
 
 
@@ -80,9 +96,9 @@ def _ro_paths() -> list[Path]:
     return out
 
 
-def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int) -> list[str]:
-    """The bubblewrap command line that runs `inner` with `inputs` visible read-only at /in and
-    the number of the result pipe in $DLCOURSE_RESULT_FD."""
+def bwrap_command(inner: list[str], etc: Path, limits: Limits, result_fd: int, inputs: Path | None = None) -> list[str]:
+    """The bubblewrap command line that runs `inner` with the files of `etc` (ETC_WRITTEN) in /etc,
+    `inputs` (if given) visible read-only at /in and the number of the result pipe in $DLCOURSE_RESULT_FD."""
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--uid", "1000", "--gid", "1000", "--hostname", "sandbox"]
     # Scratch file systems first: bubblewrap mounts in order, and the read-only binds that
@@ -95,14 +111,16 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int
     for name in ETC:
         cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for name in ETC_WRITTEN:
-        cmd += ["--ro-bind", str(inputs.parent / f"{inputs.name}.etc" / name), f"/etc/{name}"]
+        cmd += ["--ro-bind", str(etc / name), f"/etc/{name}"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):  # merged-/usr symlinks, or real folders
         host = Path("/") / name
         if host.is_symlink():
             cmd += ["--symlink", os.readlink(host), f"/{name}"]
         elif host.is_dir():
             cmd += ["--ro-bind", str(host), f"/{name}"]
-    cmd += ["--ro-bind", str(inputs), "/in", "--chdir", WORKDIR, "--clearenv"]
+    if inputs is not None:
+        cmd += ["--ro-bind", str(inputs), "/in"]
+    cmd += ["--chdir", WORKDIR, "--clearenv"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
            "JUPYTER_RUNTIME_DIR": "/tmp/runtime", "JUPYTER_DATA_DIR": "/tmp/jupyter", "IPYTHONDIR": "/tmp/ipython",
@@ -111,6 +129,19 @@ def bwrap_command(inner: list[str], inputs: Path, limits: Limits, result_fd: int
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--"] + inner
+
+
+def _write_etc(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    for name, text in ETC_WRITTEN.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _tail(log, start: int = 0) -> str:
+    """The last lines of what was written to `log` from `start` on."""
+    log.seek(max(start, log.seek(0, os.SEEK_END) - 8192))
+    return "\n".join(log.read().decode(errors="replace").strip().splitlines()[-40:])
 
 
 def _limited(cmd: list[str], limits: Limits, cgroup: "_PidsCgroup") -> list[str]:
@@ -177,12 +208,9 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
     """
     if sandboxed and (reason := unavailable_reason()):
         raise SandboxUnavailable(reason)
-    etc = inputs.parent / f"{inputs.name}.etc"
-    etc.mkdir(exist_ok=True)
-    for name, text in ETC_WRITTEN.items():
-        (etc / name).write_text(text)
+    etc = _write_etc(inputs.parent / f"{inputs.name}.etc")
     read_fd, write_fd = os.pipe()
-    cmd = bwrap_command(inner, inputs, limits, write_fd) if sandboxed else inner
+    cmd = bwrap_command(inner, etc, limits, write_fd, inputs) if sandboxed else inner
     cgroup = _PidsCgroup(limits.processes, enabled=sandboxed)
     start, started_at = time.perf_counter(), time.time()
     env = None if sandboxed else {**os.environ, "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
@@ -226,7 +254,112 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
         for folder in (scratch, etc):
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
-    log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
-    tail = "\n".join(log.read().decode(errors="replace").strip().splitlines()[-40:])
+    tail = _tail(log)
     log.close()
     return Run(b"".join(chunks), returncode, time.perf_counter() - start, tail, cgroup.path is not None, started_at)
+
+
+class Warm:
+    """A sandbox that stays up between runs: grader.warm inside imports the runner, the kernel and
+    torch once, then forks each run into fresh namespaces of its own (see grader.warm for what
+    that isolates). One run at a time; not shared between threads.
+
+    `run` starts it when needed (again after a run killed it, or with other limits), sends one
+    request and reads that run's report. A run that passes its time limit, or kills the sandbox,
+    takes the sandbox down with it; the next run starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self.limits: Limits | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Warm":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self, limits: Limits) -> None:
+        if reason := unavailable_reason():
+            raise SandboxUnavailable(reason)
+        self.limits = limits
+        self.folder = Path(tempfile.mkdtemp(prefix="dlcourse-warm-"))
+        self.results, write_fd = os.pipe()
+        inner = [sys.executable, "-m", "grader.warm", "--scratch-bytes", str(limits.scratch_bytes)]
+        self.cgroup = _PidsCgroup(limits.processes)
+        self.log = tempfile.TemporaryFile()
+        cmd = bwrap_command(inner, _write_etc(self.folder / "etc"), limits, write_fd)
+        self.proc = subprocess.Popen(_limited(cmd, limits, self.cgroup), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, pass_fds=(write_fd,),
+                                     start_new_session=True)
+        os.close(write_fd)
+        for fd in (self.results, self.proc.stdin.fileno(), self.proc.stdout.fileno()):
+            os.set_blocking(fd, False)
+        self.status = b""
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.cgroup.kill_and_remove()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.log):
+            stream.close()
+        os.close(self.results)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.proc = None
+
+    def run(self, notebook: str, filename: str, limits: Limits) -> Run:
+        """Execute `notebook` (JSON text) as /home/student/`filename` and return the run's report."""
+        if self.proc is not None and (self.limits != limits or self.proc.poll() is not None):
+            self.close()
+        if self.proc is None:
+            self._start(limits)
+        start, started_at = time.perf_counter(), time.time()
+        log_start = self.log.seek(0, os.SEEK_END)
+        body = json.dumps({"filename": filename, "notebook": notebook, "cell_seconds": limits.cell_seconds,
+                           "deadline_seconds": limits.notebook_seconds, "output_bytes": limits.output_bytes})
+        pending = memoryview(len(body.encode()).to_bytes(8, "big") + body.encode())
+        chunks, size, returncode = [], 0, None
+        deadline = start + limits.notebook_seconds + limits.cell_seconds + 15  # as in run()
+        stdin, stdout = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        watched = [self.results, stdout]
+        while time.perf_counter() < deadline:
+            readable, writable, _ = select.select(watched, [stdin] if pending else [], [], 0.1)
+            if writable:
+                try:
+                    pending = pending[os.write(stdin, pending):]
+                except (BlockingIOError, BrokenPipeError):
+                    pass
+            if self.results in readable:
+                if not (chunk := os.read(self.results, 1 << 16)):
+                    watched.remove(self.results)  # no writer left: the sandbox is ending
+                if size < wire.MAX_RESULT_BYTES:
+                    chunks.append(chunk[: wire.MAX_RESULT_BYTES - size])
+                size += len(chunk)
+            if stdout in readable:
+                chunk = os.read(stdout, 4096)
+                if not chunk:  # the sandbox itself ended
+                    returncode = -signal.SIGKILL
+                    break
+                self.status += chunk
+                if (done := re.search(rb"^done (-?\d+)\n", self.status, re.M)) is not None:
+                    returncode, self.status = int(done.group(1)), self.status[done.end():]
+                    break
+        while True:  # what the run wrote before it ended
+            try:
+                chunk = os.read(self.results, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk[: max(0, wire.MAX_RESULT_BYTES - size)])
+            size += len(chunk)
+        tail = _tail(self.log, log_start)
+        processes_limited = self.cgroup.path is not None
+        if returncode is None or returncode == -signal.SIGKILL or pending:
+            self.close()  # at the time limit, dead, or a request half sent: the next run starts afresh
+        return Run(b"".join(chunks), returncode, time.perf_counter() - start, tail, processes_limited, started_at)

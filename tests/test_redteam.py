@@ -189,8 +189,9 @@ ATTACKS = {
                         f.write(block * 8)
             except OSError as err:
                 print("disk full in", where, type(err).__name__)'''), {"same_as": "honest"}),
+    # the runner is PID 1 of the run's namespace: a signal from inside does not reach it
     "kill_runner": (after("setup", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", "zeros"),
-                    {"score": 0, "flagged": True}),
+                    {"same_as": "zeros"}),
     "deleted_test_cell": (("drop", "ex3_tests"), {"same_as": "honest"}),
     "duplicated_test_cell": (("duplicate", "ex2_tests"), {"same_as": "honest"}),
     "moved_cells": (("move_to_top", "ex4_tests"), {"same_as": "honest"}),
@@ -369,7 +370,8 @@ def test_feedback_reaches_everyone_and_shows_no_hidden_test_code(batch):
 
 def test_a_run_lost_to_the_host_is_run_again_before_anyone_is_flagged(batch, tmp_path):
     """The host kills a sandbox (out-of-memory killer, an operator): the student gets a second run,
-    not a zero and a tampering flag. A runner killed twice (kill_runner above) is still flagged."""
+    not a zero and a tampering flag. (A run lost twice is scored as it is, and flagged: see
+    test_grader_units.)"""
     from grader.executors import LocalPool
     from grader.messages import RunResult
 

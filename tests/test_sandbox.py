@@ -54,3 +54,72 @@ def test_time_limit_kills_the_whole_tree(tmp_path):
     code = "import os, time\nos.fork()\nos.fork()\ntime.sleep(600)"
     run = sandbox.run([sys.executable, "-c", code], inputs, sandbox.Limits(cell_seconds=1, notebook_seconds=1))
     assert run.returncode is None and run.seconds < 30
+
+
+# --- the warm sandbox: one per worker, a fresh run forked for each submission ----------------------
+
+FIRST_RUN = r'''
+import ctypes, json, os, pathlib, signal, time
+seen = {}
+for path in ("/tmp/left", "/home/student/left", "/dev/shm/left", "/records/left"):
+    pathlib.Path(path).write_text("from the first run")
+for path in ("/left", "/dev/left", "/usr/left"):
+    try:
+        pathlib.Path(path).write_text("x")
+        seen[path] = "written"
+    except OSError as err:
+        seen[path] = type(err).__name__
+seen["remount"] = ctypes.CDLL(None).mount(None, b"/", None, 32 | 4096, None)  # MS_REMOUNT | MS_BIND
+seen["capabilities"] = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff"))
+os.kill(os.getppid(), signal.SIGKILL)  # the runner: PID 1 of the run, which ignores it
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(60)
+    os._exit(0)
+seen["processes"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print(json.dumps(seen))
+'''
+SECOND_RUN = r'''
+import json, os
+print(json.dumps({"left": [p for p in ("/tmp/left", "/home/student/left", "/dev/shm/left", "/records/left", "/left")
+                           if os.path.exists(p)],
+                  "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}))
+'''
+
+
+def _notebook(*sources: str) -> str:
+    cells = [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None, "id": f"c{i}"}
+             for i, s in enumerate(sources)]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def _printed(run: sandbox.Run, cell: int = 0) -> dict:
+    outputs = json.loads(run.result)["notebook"]["cells"][cell]["outputs"]
+    assert outputs and outputs[0]["output_type"] == "stream", outputs
+    return json.loads(outputs[0]["text"])
+
+
+def test_warm_runs_share_nothing_and_cannot_undo_their_isolation():
+    limits = sandbox.Limits(notebook_seconds=60)
+    with sandbox.Warm() as box:
+        first = _printed(box.run(_notebook(FIRST_RUN), "a.ipynb", limits))
+        worker = box.proc.pid
+        second = box.run(_notebook(SECOND_RUN), "b.ipynb", limits)
+        assert box.proc.pid == worker, "the sandbox was not kept between runs"
+    second = _printed(second)
+    assert first["/left"] != "written" and first["/dev/left"] != "written" and first["/usr/left"] != "written"
+    assert first["remount"] == -1 and first["capabilities"] == "0000000000000000"
+    assert second["left"] == [], "files of the first run reached the second"
+    # Only bubblewrap's init and the zygote outlive a run: not its kernel, not a detached child.
+    assert len(set(first["processes"]) & set(second["processes"])) == 2, (first["processes"], second["processes"])
+
+
+def test_a_run_that_breaks_its_kernel_leaves_the_warm_sandbox_usable():
+    limits = sandbox.Limits(cell_seconds=2, notebook_seconds=30)
+    with sandbox.Warm() as box:
+        hung = json.loads(box.run(_notebook("while True:\n    pass"), "a.ipynb", limits).result)
+        died = json.loads(box.run(_notebook("import os\nos._exit(1)"), "b.ipynb", limits).result)
+        after = box.run(_notebook("print(6 * 7)"), "c.ipynb", limits)
+    assert hung["events"] == [{"event": "timeout", "cell": 0}]
+    assert died["events"] == [{"event": "kernel_died", "cell": 0}]
+    assert json.loads(after.result)["notebook"]["cells"][0]["outputs"][0]["text"] == "42\n"

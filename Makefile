@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install sandbox browser book book-all test test-fast bench bench-grading notebooks assignment-pages clean
+.PHONY: install sandbox browser services book book-all test test-fast bench bench-grading notebooks assignment-pages clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -41,6 +41,18 @@ browser:
 	    sudo apt-get install -y -qq chromium; \
 	  else echo "Chromium is missing: install it with your package manager"; exit 1; fi; }
 
+# Redis and PostgreSQL: the tests of grading across machines start both on loopback (as the
+# browser tests start Chromium). Installed like bubblewrap when missing.
+services:
+	@{ command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+	  [ "$$(uname -s)" != Linux ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server and postgresql"; apt-get update -qq && \
+	    apt-get install -y -qq redis-server postgresql >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	    sudo apt-get install -y -qq redis-server postgresql; \
+	  else echo "Redis or PostgreSQL is missing: install them with your package manager"; exit 1; fi; }
+
 book: $(STAMP)  ## build the site into _build/html (only what changed)
 	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
 	@echo "Open file://$(CURDIR)/_build/html/index.html"
@@ -48,7 +60,7 @@ book: $(STAMP)  ## build the site into _build/html (only what changed)
 book-all: $(STAMP)  ## rebuild every page, as CI does
 	$(BIN)/jupyter-book build --all $(BOOK_FLAGS) .
 
-test: $(STAMP) sandbox browser  ## the whole suite: utils, notebooks (nbval), grader round trips, site
+test: $(STAMP) sandbox browser services  ## the whole suite: utils, notebooks (nbval), grader round trips, site
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--junitxml=test-results/junit.xml tests notebooks
 

@@ -4,25 +4,35 @@
   python -m grader autograde ASSIGNMENT --submissions DIR grade one folder per student
   python -m grader feedback  ASSIGNMENT                   HTML feedback per student
   python -m grader export    ASSIGNMENT [--to FILE]       grades as CSV
+  python -m grader worker    --broker URL                 run other machines' grading here
 
-Every command takes --course DIR (or $DLCOURSE_COURSE_DIR): the course directory, outside
-the repository, that holds the gradebook, the submissions and everything made from them.
-autograde runs each notebook in a bubblewrap sandbox and decides scores outside it; it
-refuses to run without a sandbox unless given --unsafe-no-sandbox (README: security model).
+Every command but worker takes --course DIR (or $DLCOURSE_COURSE_DIR): the course directory,
+outside the repository, that holds the gradebook, the submissions and everything made from
+them; and --db URL (or $DLCOURSE_DB_URL), a PostgreSQL gradebook that the course then keeps
+using (default: SQLite in the course directory). autograde runs each notebook in a bubblewrap
+sandbox and decides scores outside it; it refuses to run without a sandbox unless given
+--unsafe-no-sandbox (README: security model). With --broker URL (or $DLCOURSE_BROKER), a
+Redis server, autograde sends the runs to the workers started with that URL (README: grading
+a large class).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from . import autograde, pipeline, sandbox
+
+BROKER_ENV = "DLCOURSE_BROKER"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", help="course directory (default: $DLCOURSE_COURSE_DIR)")
+    parser.add_argument("--db", help="the gradebook's database URL, kept by the course (default: $DLCOURSE_DB_URL, "
+                                     "else what the course keeps, else SQLite in the course directory)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="solutions/*.md -> student notebooks in COURSE/release")
     p.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
@@ -36,24 +46,44 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"time limit per notebook (default {sandbox.Limits.notebook_seconds:g})")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without a sandbox (only for work you trust, e.g. where bubblewrap cannot run)")
+    p.add_argument("--broker", help=f"send the runs to grader workers through this Redis URL (default: ${BROKER_ENV})")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
     p.add_argument("assignment")
     p = sub.add_parser("export", help="grades as CSV")
     p.add_argument("assignment")
     p.add_argument("--to", type=Path, help="CSV file to write (default: COURSE/exports/ASSIGNMENT.csv)")
-    for p in sub.choices.values():  # --course is accepted after the command too
+    p = sub.add_parser("worker", help="run grading tasks sent through a broker, on this machine")
+    p.add_argument("--broker", help=f"the Redis URL that autograde sends to (default: ${BROKER_ENV})")
+    p.add_argument("--concurrency", type=int, help="runs at once (default: one per CPU core)")
+    for p in sub.choices.values():  # --course and --db are accepted after the command too
         p.add_argument("--course", dest="course_after", help=argparse.SUPPRESS)
+        p.add_argument("--db", dest="db_after", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     try:
+        if args.command == "worker":
+            if not (broker := args.broker or os.environ.get(BROKER_ENV)):
+                raise pipeline.GraderError(f"no broker: pass --broker redis://HOST:PORT/DB or set {BROKER_ENV}")
+            from .broker import worker
+
+            worker(broker, args.concurrency)
+            return 0
         course = pipeline.course_dir(args.course_after or args.course)
+        if db := args.db_after or args.db or os.environ.get(pipeline.DB_ENV):
+            pipeline.use_database(course, db)
         if args.command == "release":
             for name in args.assignments or pipeline.assignments():
                 print(f"released {name}: {pipeline.release(name, course)}")
         elif args.command == "autograde":
             limits = sandbox.Limits(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds)
+            executor = None
+            if broker := args.broker or os.environ.get(BROKER_ENV):
+                from .broker import CeleryPool
+
+                executor = CeleryPool(broker)
             outcomes = autograde.autograde(args.assignment, args.submissions, course, limits=limits,
-                                           workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox)
+                                           workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox,
+                                           executor=executor)
             print(f"{'student':20s} {'status':10s} {'score':>9s}  notes")
             for o in outcomes:
                 score = f"{o.score:g}/{o.max_score:g}" if o.status == "graded" else "-"

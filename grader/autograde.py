@@ -25,7 +25,7 @@ from . import canonical, intake, redact, sandbox, scoring
 from .executors import Executor, LocalPool
 from .gradebook import GradebookWriter, overwrite_cells
 from .messages import RunRequest, RunResult
-from .pipeline import check_assignment, db_url, read_reference
+from .pipeline import check_assignment, check_database, db_url, read_reference
 from .report import GraderError, Outcome, write_report
 
 BATCH_SIZE = 32  # submissions per gradebook transaction
@@ -157,18 +157,24 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
     release_path = course / "release" / name / f"{name}.ipynb"
     if not release_path.is_file():
         raise GraderError(f"{name} has not been released in {course}: run `python -m grader release {name}` first")
-    reason = sandbox.unavailable_reason()
+    executor = executor or LocalPool(workers)
+    # Runs on other machines are sandboxed there (each worker checks its own sandbox).
+    reason = sandbox.unavailable_reason() if getattr(executor, "local", True) else None
     if reason and not allow_unsandboxed:
         raise GraderError(f"refusing to run untrusted notebooks without a sandbox: {reason}. "
                           "Install bubblewrap, or pass --unsafe-no-sandbox to grade work you trust.")
     submissions = Path(submissions).resolve()
     if not submissions.is_dir():
         raise GraderError(f"the submissions folder {submissions} does not exist")
+    check_database(db_url(course))  # before any work: a batch that cannot be recorded is not started
+    try:
+        getattr(executor, "check", lambda: None)()
+    except ConnectionError as err:
+        raise GraderError(str(err)) from None
     assignment = intake.Assignment(name, nbformat.read(release_path, as_version=4),
                                    nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4))
     batch = Batch(name, course, assignment, read_reference(course, name), limits, sandboxed=reason is None)
     folders = sorted(submissions.iterdir())
-    executor = executor or LocalPool(workers)
     with GradebookWriter(db_url(course), name) as writer:
         queued, last = [], time.perf_counter()
         # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).

@@ -28,12 +28,14 @@ from . import canonical, execution, scoring
 from .intake import KERNEL
 from .messages import RunRequest
 from .redact import SECRET_MARKERS
-from .report import GraderError, Outcome, read_report, write_report  # noqa: F401  (the pipeline's API)
+from .report import GraderError, Outcome, read_report, redacted, write_report  # noqa: F401  (the pipeline's API)
 from .sandbox import Limits, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "solutions"
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
+DB_ENV = "DLCOURSE_DB_URL"
+DB_FILE = "gradebook.url"  # in a course directory: its gradebook's URL, when not the SQLite default
 
 # nbgrader's own SQLAlchemy session warnings say nothing an instructor can act on.
 warnings.filterwarnings("ignore", message=".*not in session.*")
@@ -73,10 +75,12 @@ def nbgrader_api(course: Path):
     from nbgrader.apps import NbGraderAPI
 
     config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
-    config.merge(Config({"CourseDirectory": {"root": str(course)}}))
+    config.merge(Config({"CourseDirectory": {"root": str(course), "db_url": db_url(course)}}))
     text = ("# Written by `python -m grader`: plain nbgrader commands run here use the course's configuration.\n"
             f"load_subconfig({str(CONFIG_FILE)!r})\n"
             f"c.CourseDirectory.root = {str(course)!r}\n")
+    if (course / DB_FILE).is_file():  # formgrader and nbgrader's commands use the same gradebook
+        text += f"c.CourseDirectory.db_url = open({str(course / DB_FILE)!r}).read().strip()\n"
     local = course / "nbgrader_config.py"
     if not local.is_file() or local.read_text() != text:
         local.write_text(text)
@@ -84,8 +88,38 @@ def nbgrader_api(course: Path):
 
 
 def db_url(course: Path) -> str:
-    """The course's gradebook (nbgrader's default place in the course directory)."""
+    """The course's gradebook: the database recorded with `--db` (COURSE/gradebook.url), else
+    SQLite in the course directory (nbgrader's default place)."""
+    recorded = course / DB_FILE
+    if recorded.is_file():
+        return recorded.read_text().strip()
     return f"sqlite:///{course / 'gradebook.db'}"
+
+
+def use_database(course: Path, url: str) -> None:
+    """Make `url` (e.g. postgresql://user@host/db) the course's gradebook, once it answers; every
+    later command on the course, and formgrader, use it."""
+    check_database(url)
+    recorded = course / DB_FILE
+    if not recorded.is_file() or recorded.read_text().strip() != url:
+        recorded.touch(mode=0o600)  # it may hold a password
+        recorded.write_text(url + "\n")
+
+
+def check_database(url: str) -> None:
+    """Raise GraderError, before any work, if the gradebook's database does not answer."""
+    if url.startswith("sqlite:"):
+        return
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 10} if url.startswith("postgresql") else {})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as err:  # the driver's own errors: no route, refused, authentication, no such database
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0][:300]
+        raise GraderError(f"cannot reach the gradebook database at {redacted(url)}: {reason}") from None
 
 
 def assignments() -> list[str]:

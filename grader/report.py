@@ -9,10 +9,17 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class GraderError(RuntimeError):
     """A step cannot go on; the message says why and what to do."""
+
+
+def redacted(url: str) -> str:
+    """A server's URL fit to print: its password replaced by ***."""
+    parts = urlsplit(url)
+    return url.replace(f":{parts.password}@", ":***@", 1) if parts.password else url
 
 
 @dataclass

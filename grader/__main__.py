@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without a sandbox (only for work you trust, e.g. where bubblewrap cannot run)")
     p.add_argument("--broker", help=f"send the runs to grader workers through this Redis URL (default: ${BROKER_ENV})")
+    p.add_argument("--regrade", action="store_true",
+                   help="run every submission again, also those already graded for the same upload")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
     p.add_argument("assignment")
     p = sub.add_parser("export", help="grades as CSV")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 executor = CeleryPool(broker)
             outcomes = autograde.autograde(args.assignment, args.submissions, course, limits=limits,
                                            workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox,
-                                           executor=executor)
+                                           executor=executor, regrade=args.regrade)
             print(f"{'student':20s} {'status':10s} {'score':>9s}  notes")
             for o in outcomes:
                 score = f"{o.score:g}/{o.max_score:g}" if o.status == "graded" else "-"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from .report import GraderError, Outcome, write_report
 
 BATCH_SIZE = 32  # submissions per gradebook transaction
 BATCH_SECONDS = 10.0  # or fewer, when results come in slowly
+RECORDED = "recorded.json"  # in COURSE/runs/NAME/STUDENT/: the outcome last written to the gradebook
 
 
 def _keep_run(course: Path, name: str, outcome: Outcome, scored: scoring.Scored) -> Path:
@@ -60,9 +62,12 @@ class Batch:
     """One autograde run of one assignment: the trusted side's state between the stages."""
 
     def __init__(self, name: str, course: Path, assignment: intake.Assignment, reference: dict,
-                 limits: sandbox.Limits, sandboxed: bool) -> None:
+                 limits: sandbox.Limits, sandboxed: bool, regrade: bool = False) -> None:
         self.name, self.course, self.assignment, self.reference = name, course, assignment, reference
-        self.limits, self.sandboxed = limits, sandboxed
+        self.limits, self.sandboxed, self.regrade = limits, sandboxed, regrade
+        # What a recorded grade depends on besides the upload: the same key, the same grade.
+        self.key = intake.sha256(json.dumps({"release": assignment.release, "source": assignment.source, "reference": reference,
+                                             "limits": asdict(limits)}, sort_keys=True).encode())
         self.secrets = redact.hidden_lines(assignment.source)
         self.outcomes: dict[str, Outcome] = {}
         self.requests: dict[str, RunRequest] = {}
@@ -74,7 +79,7 @@ class Batch:
         """Add this thread's CPU time since `start` (time.thread_time) to the student's trusted cost."""
         self.trusted_seconds[student] = self.trusted_seconds.get(student, 0.0) + time.thread_time() - start
 
-    def requests_for(self, folders: list[Path]) -> Iterator[RunRequest]:
+    def requests_for(self, folders: list[Path], writer: GradebookWriter) -> Iterator[RunRequest]:
         """The intake stage over every folder, lazily: one request per notebook worth running."""
         uploads = self.course / "uploads" / self.name
         for folder in folders:
@@ -85,10 +90,33 @@ class Batch:
                 taken = intake.Intake(Outcome(student=folder.name, status="error",
                                               notes=[f"the grader failed on this submission: {type(err).__name__}: {err}"]))
             self.outcomes[folder.name] = taken.outcome
+            if taken.request is not None and (earlier := self._recorded(taken.outcome, writer)) is not None:
+                self.outcomes[folder.name] = earlier  # graded and recorded by an earlier, interrupted run
+                taken.request = None
             self._charge(folder.name, start)
             if taken.request is not None:
                 self.requests[taken.request.id] = taken.request
                 yield taken.request
+
+    def _recorded(self, outcome: Outcome, writer: GradebookWriter) -> Outcome | None:
+        """The outcome already in the gradebook for this very upload, if this command recorded one,
+        with the gradebook's totals as they are now (a grader may have added manual points)."""
+        path = self.course / "runs" / self.name / outcome.student / RECORDED
+        if self.regrade or not path.is_file():
+            return None
+        try:
+            kept = json.loads(path.read_text())
+            if kept["key"] != self.key or kept["outcome"]["upload_sha256"] != outcome.upload_sha256:
+                return None
+            earlier = Outcome(**kept["outcome"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not (total := writer.totals([outcome.student]).get(outcome.student)):
+            return None  # no longer in the gradebook
+        earlier.score, earlier.max_score = total.score, total.max_score
+        earlier.needs_manual_grade = total.needs_manual_grade
+        earlier.notes = [*earlier.notes, "already graded for this upload: not run again (--regrade runs it)"]
+        return earlier
 
     def score(self, result: RunResult, writer: GradebookWriter) -> Outcome | None:
         """The score stage for one result, and the files it leaves; queues the gradebook write."""
@@ -100,6 +128,10 @@ class Batch:
             outcome.notes.append("the first run ended without a report and was run again")
             self.retries.append(request)
             self.requests[request.id] = request
+            return None
+        if result.error:  # the run never happened: an error to report, not a grade of 0
+            outcome.status = "error"
+            outcome.notes.append(f"not run: {result.error}; grade again to retry")
             return None
         start = time.thread_time()
         try:
@@ -140,6 +172,11 @@ class Batch:
             total = totals[outcome.student]
             outcome.score, outcome.max_score = total.score, total.max_score
             outcome.needs_manual_grade = total.needs_manual_grade
+            # In the gradebook now: a rerun of this command after a crash need not run it again.
+            kept = self.course / "runs" / self.name / outcome.student / RECORDED
+            partial = kept.with_suffix(".partial")
+            partial.write_text(json.dumps({"key": self.key, "outcome": asdict(outcome)}, indent=1))
+            partial.replace(kept)
         share = (time.thread_time() - start) / len(queued)
         for outcome in queued:
             self.trusted_seconds[outcome.student] = self.trusted_seconds.get(outcome.student, 0.0) + share
@@ -147,8 +184,12 @@ class Batch:
 
 def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits | None = None,
               workers: int | None = None, allow_unsandboxed: bool = False,
-              executor: Executor | None = None, profile: dict | None = None) -> list[Outcome]:
+              executor: Executor | None = None, profile: dict | None = None, regrade: bool = False) -> list[Outcome]:
     """Grade every entry of `submissions` (one folder per student); a bad one is reported and the batch goes on.
+
+    An upload already graded and recorded by this command (same bytes, same release, reference
+    and limits) is not run again, so a batch interrupted by a crash resumes; `regrade` runs
+    every submission anyway.
 
     `profile`, if given, receives the trusted side's seconds and the run timings per submission.
     """
@@ -173,19 +214,22 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
         raise GraderError(str(err)) from None
     assignment = intake.Assignment(name, nbformat.read(release_path, as_version=4),
                                    nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4))
-    batch = Batch(name, course, assignment, read_reference(course, name), limits, sandboxed=reason is None)
+    batch = Batch(name, course, assignment, read_reference(course, name), limits, sandboxed=reason is None,
+                  regrade=regrade)
     folders = sorted(submissions.iterdir())
     with GradebookWriter(db_url(course), name) as writer:
         queued, last = [], time.perf_counter()
-        # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).
-        for requests in (batch.requests_for(folders), batch.retries):
-            for result in executor.map_unordered(requests):
-                if (outcome := batch.score(result, writer)) is not None:
-                    queued.append(outcome)
-                if len(queued) >= BATCH_SIZE or time.perf_counter() - last > BATCH_SECONDS:
-                    batch.record(queued, writer)
-                    queued, last = [], time.perf_counter()
-        batch.record(queued, writer)
+        try:
+            # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).
+            for requests in (batch.requests_for(folders, writer), batch.retries):
+                for result in executor.map_unordered(requests):
+                    if (outcome := batch.score(result, writer)) is not None:
+                        queued.append(outcome)
+                    if len(queued) >= BATCH_SIZE or time.perf_counter() - last > BATCH_SECONDS:
+                        batch.record(queued, writer)
+                        queued, last = [], time.perf_counter()
+        finally:  # what was scored is recorded, even when the executor gives up (a rerun resumes from it)
+            batch.record(queued, writer)
     for student in list(batch.requests):  # an executor that never answered for these
         outcome = batch.outcomes[student]
         outcome.status = "error"

@@ -15,14 +15,21 @@ killed in the middle of a run (SIGKILL, the out-of-memory killer) or a run past 
 time limit fails the task; the coordinator then sends the request again, at most ATTEMPTS
 times in all, and after that reports the submission as an error with the reason, so that one
 submission that kills its worker every time cannot stall the class. The first result that
-comes back for a submission is the one scored; a late duplicate is ignored.
+comes back for a submission is the one scored; a late duplicate is ignored. A broker that
+restarts (and so has lost its queue) is sent the runs in flight again; one that stays away
+longer than BROKER_PATIENCE stops the batch with a message (the grades recorded so far are
+kept, and running the same command again resumes).
 """
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
+import kombu.exceptions
+import redis.exceptions
 from celery import Celery
 
 from . import executors, sandbox
@@ -34,6 +41,7 @@ ATTEMPTS = 3  # runs of one submission that may end with a lost worker or a hard
 TASK_MARGIN = 60.0  # seconds a task may run beyond the sandbox's own limits before Celery kills it
 POLL_SECONDS = 0.2
 VISIBILITY_SECONDS = 600
+BROKER_PATIENCE = 60.0  # seconds the coordinator waits for a broker that went away, then stops
 WINDOW = 512  # requests in flight at once: intake stays lazy, the broker's queue stays short
 
 
@@ -58,6 +66,9 @@ def make_app(broker: str) -> Celery:
     app.task(name=TASK)(run_task)
     return app
 
+
+BROKER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError,
+                 OSError)
 
 _warm: sandbox.Warm | None = None  # this worker process's sandbox, kept between its runs
 
@@ -99,11 +110,16 @@ class CeleryPool:
                                   queue="dlcourse")
         return task.id
 
+    def _server(self) -> str:
+        """Which Redis process answers: a new one (a restart) has lost the queue it held."""
+        return self.app.backend.client.info("server")["run_id"]
+
     def map_unordered(self, requests: Iterable[RunRequest]) -> Iterator[RunResult]:
         pending = iter(requests)
         in_flight: dict[str, RunRequest] = {}  # task id -> request
         attempts: dict[str, list[str]] = {}  # request id -> why each earlier attempt failed
         backend = self.app.backend
+        server, down_since = self._server(), None
 
         def refill() -> None:
             while len(in_flight) < self.window:
@@ -112,9 +128,28 @@ class CeleryPool:
                     return
                 in_flight[self._send(request)] = request
 
-        refill()
-        while in_flight:
-            ready = dict(backend.get_many(list(in_flight), interval=POLL_SECONDS, max_iterations=1))
+        while True:
+            try:
+                if (now := self._server()) != server:  # restarted: what it queued is gone, send it again
+                    print(f"the broker at {redacted(self.broker)} restarted: sending the {len(in_flight)} "
+                          "runs it held again", file=sys.stderr, flush=True)
+                    for task_id, request in list(in_flight.items()):
+                        del in_flight[task_id]
+                        in_flight[self._send(request)] = request
+                    server = now
+                refill()
+                if not in_flight:
+                    return
+                ready = dict(backend.get_many(list(in_flight), interval=POLL_SECONDS, max_iterations=1))
+                down_since = None
+            except BROKER_ERRORS as err:
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since > BROKER_PATIENCE:
+                    raise GraderError(f"lost the broker at {redacted(self.broker)} ({type(err).__name__}: {err}); "
+                                      "the grades recorded so far are kept: run the same command again to resume "
+                                      "once it is back") from None
+                time.sleep(1.0)
+                continue
             results = []
             for task_id, meta in ready.items():
                 request = in_flight.pop(task_id)
@@ -129,7 +164,6 @@ class CeleryPool:
                 else:
                     results.append(RunResult.failed(
                         request.id, f"the run failed on a worker {len(failed)} times: {'; '.join(failed)}"))
-            refill()
             yield from results
 
     @staticmethod
@@ -146,11 +180,10 @@ class CeleryPool:
 
 
 def _reason(meta: dict) -> str:
+    """Why a task failed, in one line: the backend hands the worker's exception back rebuilt."""
     error = meta.get("result")
-    if isinstance(error, dict):
-        kind, message = error.get("exc_type", "error"), error.get("exc_message", "")
-        message = " ".join(map(str, message)) if isinstance(message, (list, tuple)) else str(message)
-        return f"{kind}: {message}"[:300]
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"[:300]
     return str(meta.get("status", "unknown"))
 
 

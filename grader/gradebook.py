@@ -134,9 +134,17 @@ class GradebookWriter:
     def commit(self) -> dict[str, Total]:
         """Write every queued submission in one transaction; their totals, manual grades included."""
         self.gb.db.commit()
-        totals = {}
-        for student in self.pending:
-            sub = self.gb.find_submission(self.name, student)
-            totals[student] = Total(float(sub.score), float(sub.max_score), bool(sub.needs_manual_grade))
+        totals = self.totals(self.pending)
         self.pending = []
+        return totals
+
+    def totals(self, students: list[str]) -> dict[str, Total]:
+        """The recorded totals, manual grades included, of those of `students` with a submission."""
+        totals = {}
+        for student in students:
+            try:
+                sub = self.gb.find_submission(self.name, student)
+            except MissingEntry:
+                continue
+            totals[student] = Total(float(sub.score), float(sub.max_score), bool(sub.needs_manual_grade))
         return totals

@@ -1,9 +1,12 @@
 """Grading across machines, for real: a Redis broker, two grader workers (Celery) and a PostgreSQL
 gradebook, all started here on loopback; the same class graded by the local pool into SQLite."""
+import contextlib
 import csv
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -94,7 +97,7 @@ def test_a_worker_killed_in_the_middle_of_a_run_loses_nothing_and_counts_nothing
 
     threading.Thread(target=kill_one, daemon=True).start()
     again = autograde.autograde(NAME, graded["subs"], graded["remote"], limits=LIMITS,
-                                executor=CeleryPool(cluster["broker"]))
+                                executor=CeleryPool(cluster["broker"]), regrade=True)
     assert killed, "no run was caught in the middle"
     assert _rows(again) == _rows(graded["pool"])
     with Gradebook(cluster["db"]) as gb:
@@ -114,3 +117,101 @@ def test_an_unreachable_database_or_broker_stops_before_any_work(cluster, graded
         assert f"cannot reach the {said}" in error and ":***@" in error and "secret" not in error, error
         after = sorted(p.relative_to(course) for p in course.rglob("*") if p.name != "nbgrader_config.py")
         assert after == before, "work started although the batch could not finish"
+
+
+POISON = "import subprocess\nsubprocess.run(['sleep', '4242'])  # the host kills this run's worker, every time"
+
+
+def test_a_submission_that_kills_its_worker_every_time_is_reported_and_the_class_is_graded(cluster, graded, tmp_path):
+    """The out-of-memory killer (played here by the test) takes the worker process down whenever
+    one submission runs: after a bounded number of attempts it is an error, with the reason."""
+    release = graded["remote"] / "release" / NAME / FILE
+    S.write(tmp_path / "ann", S.solved(release, NAME), FILE)
+    S.write(tmp_path / "pat", S.with_cell_after(S.solved(release, NAME), "setup", POISON), FILE)
+    kills, done = [], threading.Event()
+
+    def host() -> None:
+        while not done.is_set():
+            for proc in psutil.process_iter(["cmdline"]):
+                with contextlib.suppress(psutil.Error):
+                    if proc.info["cmdline"] == ["sleep", "4242"]:
+                        pool = next(p for p in proc.parents() if p.parent() and p.parent().pid in
+                                    {w.pid for w in cluster["workers"]})
+                        os.kill(pool.pid, signal.SIGKILL)
+                        kills.append(pool.pid)
+            time.sleep(0.05)
+
+    threading.Thread(target=host, daemon=True).start()
+    try:
+        outcomes = {o.student: o for o in autograde.autograde(NAME, tmp_path, graded["remote"], limits=LIMITS,
+                                                              executor=CeleryPool(cluster["broker"]))}
+    finally:
+        done.set()
+    assert len(kills) == 3, kills
+    pat = outcomes["pat"]
+    assert pat.status == "error" and "failed on a worker 3 times" in pat.notes[0] and "WorkerLost" in pat.notes[0]
+    assert outcomes["ann"].status == "graded" and outcomes["ann"].score == graded["pool"][0].score
+
+
+def test_the_coordinator_killed_mid_batch_resumes_and_runs_nothing_twice(cluster, graded, tmp_path):
+    release = graded["remote"] / "release" / NAME / FILE
+    students = [f"s{i:02d}" for i in range(20)]
+    for student in students:
+        S.write(tmp_path / student, S.solved(release, NAME), FILE)
+    course, runs = graded["remote"], graded["remote"] / "runs" / NAME
+    argv = ["--course", str(course), "autograde", NAME, "--submissions", str(tmp_path), "--broker", cluster["broker"],
+            "--cell-seconds", str(LIMITS.cell_seconds), "--notebook-seconds", str(LIMITS.notebook_seconds)]
+    coordinator = subprocess.Popen([sys.executable, "-m", "grader", *argv], cwd=servers.REPO,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorded = lambda: {s for s in students if (runs / s / autograde.RECORDED).is_file()}
+    try:
+        servers.wait_for(lambda: recorded(), 120, "a first gradebook commit")
+    finally:
+        coordinator.kill()
+        coordinator.wait()
+    before = recorded()
+    assert 0 < len(before) < len(students), "the coordinator was not caught in the middle of the batch"
+    assert main(argv) == 0
+    outcomes = {o.student: o for o in pipeline.read_report(course, NAME)}
+    honest = graded["pool"][0]
+    for student in students:
+        o = outcomes[student]
+        assert (o.status, o.score, o.max_score) == ("graded", honest.score, honest.max_score), o
+        kept_runs = list((runs / student).glob("*/executed.ipynb"))
+        if student in before:
+            assert len(kept_runs) == 1 and "not run again" in o.notes[-1], (student, o.notes)
+    with Gradebook(cluster["db"]) as gb:
+        ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
+        assert sorted(i for i in ids if i in students) == students  # each once
+
+
+def test_a_broker_restarted_mid_batch_loses_nothing(graded, tmp_path):
+    """Redis restarted with an empty queue while runs are queued and running: the batch completes."""
+    release = graded["remote"] / "release" / NAME / FILE
+    students = [f"r{i:02d}" for i in range(8)]
+    for student in students:
+        S.write(tmp_path / "subs" / student, S.solved(release, NAME), FILE)
+    port = servers.free_port()
+    with servers.redis_server(port) as (broker, first):
+        workers = [servers.start_worker(broker, tmp_path / f"worker{i}.log") for i in range(2)]
+        try:
+            servers.wait_for_workers(broker, 2)
+            runs = graded["remote"] / "runs" / NAME
+            done: dict = {}
+            batch = threading.Thread(target=lambda: done.update(outcomes=autograde.autograde(
+                NAME, tmp_path / "subs", graded["remote"], limits=LIMITS, executor=CeleryPool(broker))))
+            batch.start()
+            servers.wait_for(lambda: any((runs / s).is_dir() for s in students), 120, "a first result")
+            first.kill()
+            first.wait()
+            with servers.redis_server(port):
+                batch.join(timeout=300)
+                assert not batch.is_alive(), "the batch did not complete after the broker came back"
+        finally:
+            for worker in workers:
+                servers.stop(worker)
+    honest = graded["pool"][0]
+    assert [(o.student, o.status, o.score) for o in done["outcomes"]] == [(s, "graded", honest.score) for s in students]
+    with Gradebook(graded["remote"].joinpath("gradebook.url").read_text().strip()) as gb:
+        ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
+        assert sorted(i for i in ids if i in students) == students

@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install sandbox browser services book book-all test test-fast bench bench-grading notebooks assignment-pages clean
+.PHONY: install sandbox browser services book book-all test test-fast bench bench-grading bench-cluster notebooks assignment-pages clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -73,6 +73,9 @@ bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one 
 
 bench-grading: $(STAMP) sandbox  ## the grader only: 40 submissions against plain nbgrader, and where the time goes
 	$(BIN)/python tests/bench.py grading
+
+bench-cluster: $(STAMP) sandbox services  ## grading through Redis: 1 and 2 workers, the coordinator's rate, projections
+	$(BIN)/python tests/bench.py cluster
 
 notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (outputs included)
 	for md in notebooks/*.md; do OMP_NUM_THREADS=1 $(BIN)/jupytext --to ipynb --execute "$$md" || exit 1; done

@@ -76,6 +76,10 @@ class GradebookWriter:
         self.gb = Gradebook(db_url)
         self.name = name
         self.cells = source_cells(self.gb, name)
+        notebook = self.gb.find_notebook(name, name)
+        # cell id -> grade_id, read once: nbgrader's Grade.name and Comment.name each load their cell
+        self.cell_names = {c.id: c.name for c in [*notebook.grade_cells, *notebook.solution_cells,
+                                                  *notebook.task_cells]}
         self.pending: list[str] = []
 
     def __enter__(self) -> "GradebookWriter":
@@ -115,16 +119,17 @@ class GradebookWriter:
         cells = {c.metadata["nbgrader"]["grade_id"]: c for c in autograded.cells
                  if c.metadata.get("nbgrader", {}).get("grade_id")}
         for grade in notebook.grades:
-            cell = cells.get(grade.name)
-            if grade.name in scores:
-                grade.auto_score = float(scores[grade.name])
+            name = self.cell_names[grade.cell_id]
+            cell = cells.get(name)
+            if name in scores:
+                grade.auto_score = float(scores[name])
             elif cell is not None and nbutils.is_grade(cell):
                 grade.auto_score, _ = nbutils.determine_grade(cell)
             else:
                 grade.auto_score = None
             grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
         for comment in notebook.comments:
-            cell = cells.get(comment.name)
+            cell = cells.get(self.cell_names[comment.cell_id])
             unanswered = cell is not None and not nbutils.is_task(cell) and \
                 cell.metadata["nbgrader"].get("checksum") == nbutils.compute_checksum(cell)
             comment.auto_comment = "No response." if unanswered else None

@@ -10,6 +10,7 @@ README's security model says so, and why it earns nothing.
 """
 from __future__ import annotations
 
+import functools
 import json
 
 from nbformat import NotebookNode
@@ -44,6 +45,7 @@ def hidden_lines(source: NotebookNode) -> list[str]:
     return sorted((ln for ln in lines if len(ln) >= MIN_CHARS), key=len, reverse=True)
 
 
+@functools.lru_cache(maxsize=8192)
 def _forms(line: str) -> set[str]:
     """The line as printed, and as it appears inside a printed str, list or JSON (escaped)."""
     return {line, repr(line)[1:-1], json.dumps(line)[1:-1]}

@@ -25,6 +25,7 @@ BOOK_COLD_OVERHEAD = 60.0
 BUDGET_01 = 30.0  # issue #2: the embeddings lecture and assignment each within 30 s
 GRADING_RATIO = 3.0  # this grader with 2 workers against plain nbgrader, on the same class
 TRUSTED_MS = 50.0  # intake, scoring and the gradebook write, per submission
+COORDINATOR_MS = 5.0  # the same with the run replaced by a replay: 200 submissions per second
 
 
 def run_notebook(nb) -> float:
@@ -109,6 +110,81 @@ def grading_throughput(n: int = 40) -> list[tuple[str, str, float, float]]:
             ("grading", "trusted side per submission (ms)", trusted, TRUSTED_MS)]
 
 
+class ReplayPool:
+    """An executor that runs the first request for real and answers every other one with a copy
+    of that result: what the coordinator costs when the runs themselves cost nothing."""
+
+    local = True
+
+    def __init__(self) -> None:
+        self.result: bytes | None = None
+
+    def map_unordered(self, requests):
+        from grader import execution
+        from grader.messages import RunResult
+
+        for request in requests:
+            if self.result is None:
+                self.result = execution.run(request).to_bytes()
+            result = RunResult.from_bytes(self.result)
+            result.id = request.id
+            yield result
+
+
+def cluster_throughput(n: int = 24, stub_n: int = 200) -> list[tuple[str, str, float, float]]:
+    """Grading through Redis with 1, then 2 worker processes on this machine; the coordinator's own
+    rate with a replayed run; and what those numbers project for large classes."""
+    import servers
+    from grader import autograde, pipeline
+    from grader.broker import CeleryPool
+
+    name = pipeline.assignments()[0]
+    with tempfile.TemporaryDirectory() as tmp, servers.redis_server() as (broker, _):
+        tmp = Path(tmp)
+        course = pipeline.course_dir(tmp / "course")
+        release = pipeline.release(name, course)
+        class_of(release, name, n, tmp / "subs")
+        class_of(release, name, 2, tmp / "warmup")
+        workers, seconds = [], {}
+        try:
+            for count in (1, 2):
+                workers.append(servers.start_worker(broker, tmp / f"worker{count}.log"))
+                servers.wait_for_workers(broker, count)
+                autograde.autograde(name, tmp / "warmup", course, executor=CeleryPool(broker), regrade=True)
+                start = time.perf_counter()
+                outcomes = autograde.autograde(name, tmp / "subs", course, executor=CeleryPool(broker), regrade=True)
+                seconds[count] = time.perf_counter() - start
+                assert all(o.status in ("graded", "missing") for o in outcomes), [o.notes for o in outcomes]
+        finally:
+            for worker in workers:
+                servers.stop(worker)
+        class_of(release, name, stub_n, tmp / "many")
+        replay = ReplayPool()
+        autograde.autograde(name, tmp / "many", course, executor=replay, regrade=True)  # caches warm, one real run
+        start = time.perf_counter()
+        autograde.autograde(name, tmp / "many", course, executor=replay, regrade=True)
+        coordinator = (time.perf_counter() - start) / stub_n
+    run = seconds[1] / n  # one worker process: seconds per submission, the coordinator included
+    efficiency = seconds[1] / seconds[2] / 2
+    print(f"grading {n} submissions through Redis: 1 worker process {seconds[1]:.1f} s, 2 worker processes "
+          f"{seconds[2]:.1f} s (the second adds {efficiency * 2 - 1:.0%} of the first: efficiency {efficiency:.0%})")
+    print(f"coordinator with a replayed run: {1000 * coordinator:.1f} ms per submission "
+          f"({1 / coordinator:.0f} submissions per second; target at least {1000 / COORDINATOR_MS:.0f})")
+    print("\nprojected wall time: each slot grades a submission in "
+          f"{run:.2f} s; the coordinator handles one in {1000 * coordinator:.1f} ms")
+    print(f"{'submissions':>12s} " + " ".join(f"{f'{slots} slots':>12s}" for slots in (2, 16, 128)))
+    for total in (1000, 10000):
+        cells = [max(total * run / slots, total * coordinator) for slots in (2, 16, 128)]
+        print(f"{total:12d} " + " ".join(f"{_duration(c):>12s}" for c in cells))
+    return [("cluster", f"{n} submissions, 1 worker process", seconds[1], float("inf")),
+            ("cluster", f"{n} submissions, 2 worker processes", seconds[2], float("inf")),
+            ("cluster", "coordinator per submission (ms)", 1000 * coordinator, COORDINATOR_MS)]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
 def main() -> int:
     from grader import autograde, pipeline
     import submissions
@@ -116,6 +192,8 @@ def main() -> int:
     os.environ["DLCOURSE_QUIET"] = "1"
     if sys.argv[1:] == ["grading"]:  # `make bench-grading`: the grader's rows only
         return report(grading_throughput(), "grading.json")
+    if sys.argv[1:] == ["cluster"]:  # `make bench-cluster`: Redis, 1 and 2 workers, the coordinator
+        return report(cluster_throughput(), "cluster.json")
     rows: list[tuple[str, str, float, float]] = []
     for md in sorted((REPO / "notebooks").glob("*.md")):
         budget = BUDGET_01 if md.stem.startswith("01_") else BUDGET["lecture"]

@@ -97,6 +97,9 @@ def test_added_cells_follow_the_cell_they_were_after_and_carry_no_nbgrader_metad
     extra = next(c for c in run.cells if c.source == "mine = 2")
     assert "nbgrader" not in extra.metadata and roles(run)[run.cells.index(extra) - 1] == ("answer", "ex1_solution")
     assert len({c["id"] for c in run.cells}) == len(run.cells)
+    # built without nbformat's per-node checks: both notebooks must still be valid nbformat
+    nbformat.validate(run)
+    nbformat.validate(canonical.to_graded(run, release, {"ex1_tests": 1.0}, {"ex1_tests": ["hidden case a: passed"]}))
 
 
 def test_canaries_flag_a_silent_assert_but_not_a_kernel_out_of_memory():

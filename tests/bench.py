@@ -171,7 +171,8 @@ def cluster_throughput(n: int = 24, stub_n: int = 200) -> list[tuple[str, str, f
     print(f"coordinator with a replayed run: {1000 * coordinator:.1f} ms per submission "
           f"({1 / coordinator:.0f} submissions per second; target at least {1000 / COORDINATOR_MS:.0f})")
     print("\nprojected wall time: each slot grades a submission in "
-          f"{run:.2f} s; the coordinator handles one in {1000 * coordinator:.1f} ms")
+          f"{run:.2f} s; the coordinator handles one in {1000 * coordinator:.1f} ms, so beyond "
+          f"{run / coordinator:.0f} slots the coordinator is the limit")
     print(f"{'submissions':>12s} " + " ".join(f"{f'{slots} slots':>12s}" for slots in (2, 16, 128)))
     for total in (1000, 10000):
         cells = [max(total * run / slots, total * coordinator) for slots in (2, 16, 128)]

@@ -215,3 +215,16 @@ def test_a_broker_restarted_mid_batch_loses_nothing(graded, tmp_path):
     with Gradebook(graded["remote"].joinpath("gradebook.url").read_text().strip()) as gb:
         ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
         assert sorted(i for i in ids if i in students) == students
+
+
+def test_every_task_has_a_hard_time_limit_of_its_own(cluster, graded, tmp_path):
+    """A run that outlasts its task's time limit (here cut to 6 s, below the sandbox's own limits)
+    is stopped by the worker, sent again at most 3 times, then reported: the class goes on."""
+    release = graded["remote"] / "release" / NAME / FILE
+    S.write(tmp_path / "slow", S.with_cell_after(S.solved(release, NAME), "setup", "import time\ntime.sleep(40)"), FILE)
+    margin = 6 - LIMITS.notebook_seconds - LIMITS.cell_seconds
+    start = time.monotonic()
+    [slow] = autograde.autograde(NAME, tmp_path, graded["remote"], limits=LIMITS,
+                                 executor=CeleryPool(cluster["broker"], margin=margin))
+    assert slow.status == "error" and "3 times" in slow.notes[0] and "TimeLimitExceeded" in slow.notes[0], slow.notes
+    assert time.monotonic() - start < 3 * 40, "a run was not stopped at its task's limit"

@@ -68,8 +68,8 @@ class Batch:
         self.name, self.course, self.assignment, self.reference = name, course, assignment, reference
         self.limits, self.sandboxed, self.regrade = limits, sandboxed, regrade
         # What a recorded grade depends on besides the upload: the same key, the same grade.
-        self.key = intake.sha256(json.dumps({"release": assignment.release, "source": assignment.source, "reference": reference,
-                                             "limits": asdict(limits)}, sort_keys=True).encode())
+        self.key = intake.sha256(json.dumps({"release": assignment.release, "source": assignment.source,
+                                             "reference": reference, "limits": asdict(limits)}, sort_keys=True).encode())
         self.secrets = redact.hidden_lines(assignment.source)
         self.outcomes: dict[str, Outcome] = {}
         self.requests: dict[str, RunRequest] = {}

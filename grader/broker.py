@@ -56,8 +56,9 @@ def make_app(broker: str) -> Celery:
         task_reject_on_worker_lost=False,  # a killed worker process fails the task; the coordinator counts attempts
         worker_prefetch_multiplier=1,  # a worker takes one request at a time per process
         broker_connection_retry_on_startup=True,
-        # Redis: a run not acknowledged 10 minutes after delivery (its machine died) is delivered again;
-        # longer than any task may run (time_limit), so a live run is never delivered twice.
+        # Redis: a run not acknowledged 10 minutes after delivery (its machine died) is delivered again.
+        # That is longer than a task may run with the default limits (6 minutes); with longer limits a
+        # live run may be delivered twice, which costs a run but no grade (the first result is scored).
         broker_transport_options={"visibility_timeout": VISIBILITY_SECONDS},
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,

@@ -115,6 +115,18 @@ def wait_for_workers(broker: str, n: int, seconds: float = 90) -> None:
     wait_for(lambda: len(app.control.ping(timeout=1.0)) >= n, seconds, f"{n} grader workers")
 
 
+@contextlib.contextmanager
+def workers(broker: str, logs: Path, n: int = 2):
+    """n grader workers (one process each) serving `broker`, ready to take tasks; stopped afterwards."""
+    procs = [start_worker(broker, logs / f"worker{i}.log") for i in range(n)]
+    try:
+        wait_for_workers(broker, n)
+        yield procs
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
 def stop(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

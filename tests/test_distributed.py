@@ -29,14 +29,9 @@ LIMITS = autograde.sandbox.Limits(cell_seconds=30, notebook_seconds=120)
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
-    with servers.redis_server() as (broker, _), servers.postgres_server() as db:
-        workers = [servers.start_worker(broker, tmp / f"worker{i}.log") for i in range(2)]
-        try:
-            servers.wait_for_workers(broker, 2)
-            yield {"broker": broker, "db": db, "workers": workers, "tmp": tmp}
-        finally:
-            for worker in workers:
-                servers.stop(worker)
+    with servers.redis_server() as (broker, _), servers.postgres_server() as db, \
+            servers.workers(broker, tmp) as workers:
+        yield {"broker": broker, "db": db, "workers": workers, "tmp": tmp}
 
 
 @pytest.fixture(scope="module")
@@ -192,24 +187,18 @@ def test_a_broker_restarted_mid_batch_loses_nothing(graded, tmp_path):
     for student in students:
         S.write(tmp_path / "subs" / student, S.solved(release, NAME), FILE)
     port = servers.free_port()
-    with servers.redis_server(port) as (broker, first):
-        workers = [servers.start_worker(broker, tmp_path / f"worker{i}.log") for i in range(2)]
-        try:
-            servers.wait_for_workers(broker, 2)
-            runs = graded["remote"] / "runs" / NAME
-            done: dict = {}
-            batch = threading.Thread(target=lambda: done.update(outcomes=autograde.autograde(
-                NAME, tmp_path / "subs", graded["remote"], limits=LIMITS, executor=CeleryPool(broker))))
-            batch.start()
-            servers.wait_for(lambda: any((runs / s).is_dir() for s in students), 120, "a first result")
-            first.kill()
-            first.wait()
-            with servers.redis_server(port):
-                batch.join(timeout=300)
-                assert not batch.is_alive(), "the batch did not complete after the broker came back"
-        finally:
-            for worker in workers:
-                servers.stop(worker)
+    with servers.redis_server(port) as (broker, first), servers.workers(broker, tmp_path):
+        runs = graded["remote"] / "runs" / NAME
+        done: dict = {}
+        batch = threading.Thread(target=lambda: done.update(outcomes=autograde.autograde(
+            NAME, tmp_path / "subs", graded["remote"], limits=LIMITS, executor=CeleryPool(broker))))
+        batch.start()
+        servers.wait_for(lambda: any((runs / s).is_dir() for s in students), 120, "a first result")
+        first.kill()
+        first.wait()
+        with servers.redis_server(port):
+            batch.join(timeout=300)
+            assert not batch.is_alive(), "the batch did not complete after the broker came back"
     honest = graded["pool"][0]
     assert [(o.student, o.status, o.score) for o in done["outcomes"]] == [(s, "graded", honest.score) for s in students]
     with Gradebook(graded["remote"].joinpath("gradebook.url").read_text().strip()) as gb:

@@ -258,14 +258,8 @@ def executor(request, tmp_path_factory):
         yield LocalPool(2)
         return
     logs = tmp_path_factory.mktemp("workers")
-    with servers.redis_server() as (broker, _):
-        workers = [servers.start_worker(broker, logs / f"worker{i}.log") for i in range(2)]
-        try:
-            servers.wait_for_workers(broker, 2)
-            yield CeleryPool(broker)
-        finally:
-            for worker in workers:
-                servers.stop(worker)
+    with servers.redis_server() as (broker, _), servers.workers(broker, logs):
+        yield CeleryPool(broker)
 
 
 @pytest.fixture(scope="module")

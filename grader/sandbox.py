@@ -86,7 +86,8 @@ ETC_WRITTEN = {"passwd": "root:x:0:0::/root:/bin/false\nstudent:x:1000:1000::/ho
                "group": "root:x:0:\nstudent:x:1000:\n", "hosts": "127.0.0.1 localhost sandbox\n"}
 
 
-def _ro_paths() -> list[Path]:
+def ro_paths() -> list[Path]:
+    """What the sandbox sees read-only of the host besides /usr and /etc: Python, its environment, the course packages."""
     paths = [Path("/usr"), Path(sys.base_prefix), Path(sys.prefix), REPO / "utils", REPO / "grader"]
     out: list[Path] = []
     for p in paths:
@@ -106,7 +107,7 @@ def bwrap_command(inner: list[str], etc: Path, limits: Limits, result_fd: int, i
     size = str(limits.scratch_bytes)
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
             "--size", size, "--tmpfs", WORKDIR, "--size", str(wire.MAX_TOTAL_RECORD_BYTES), "--tmpfs", RECORDS]
-    for p in _ro_paths():
+    for p in ro_paths():
         cmd += ["--ro-bind", str(p), str(p)]
     for name in ETC:
         cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]

@@ -39,7 +39,7 @@ import utils
 from utils import wire
 
 from . import runner
-from .sandbox import RECORDS, WORKDIR
+from .sandbox import RECORDS, WORKDIR, ro_paths
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
@@ -102,9 +102,19 @@ def isolate(scratch_bytes: int) -> None:
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-    for target, size in (("/tmp", scratch_bytes), (WORKDIR, scratch_bytes), ("/dev/shm", scratch_bytes),
-                         (RECORDS, wire.MAX_TOTAL_RECORD_BYTES)):
+    scratch = (("/tmp", scratch_bytes), (WORKDIR, scratch_bytes), ("/dev/shm", scratch_bytes),
+               (RECORDS, wire.MAX_TOTAL_RECORD_BYTES))
+    # Read-only paths that live under a scratch folder (a repository or environment under /tmp):
+    # held open now, bound again on top of the fresh file system.
+    covered = [(str(p), os.open(p, os.O_PATH)) for p in ro_paths()
+               if any(str(p).startswith(f"{target}/") for target, _ in scratch)]
+    for target, size in scratch:
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0755")
+    for path, fd in covered:
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     for target in ("/", "/dev"):  # bubblewrap leaves its root and /dev writable: not across runs
         _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 

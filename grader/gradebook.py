@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from nbformat import NotebookNode
 from nbgrader import utils as nbutils
-from nbgrader.api import (Comment, Grade, Gradebook, MissingEntry, Student, SubmittedAssignment,
-                          SubmittedNotebook)
+from nbgrader.api import (Comment, Grade, Gradebook, Student, SubmittedAssignment, SubmittedNotebook,
+                          new_uuid)
 from nbgrader.preprocessors import LimitOutput
+from sqlalchemy import bindparam, insert, or_, select, update
 
 # How much output an autograded notebook keeps (grader/nbgrader_config.py gives nbgrader's own apps the same)
 OUTPUT_LINES, TRACEBACK_LINES = 500, 50
@@ -64,23 +65,41 @@ def overwrite_cells(graded: NotebookNode, cells: dict[str, SourceCell]) -> Noteb
     return nb
 
 
+@dataclass
+class Pending:
+    """One submission's automatic values, as the writer will record them."""
+
+    student: str
+    auto_scores: dict[str, float | None]  # grade row's cell id -> auto_score (None: a grader must look)
+    auto_comments: dict[str, str | None]  # comment row's cell id -> auto_comment
+
+
 class GradebookWriter:
     """Writes autograded submissions of one assignment into the gradebook at `db_url`, in batches.
 
         with GradebookWriter(db_url, name) as writer:
             writer.add("alice", autograded_notebook, {"ex1_tests": 4.0, ...})
             totals = writer.commit()   # {"alice": Total(...)}
+
+    A batch is a handful of set-based statements on nbgrader's tables (rows created for new
+    students, then every grade and comment updated in place), not one ORM object per row:
+    the coordinator's share of a run must stay a few milliseconds.
     """
 
     def __init__(self, db_url: str, name: str) -> None:
         self.gb = Gradebook(db_url)
         self.name = name
         self.cells = source_cells(self.gb, name)
-        notebook = self.gb.find_notebook(name, name)
-        # cell id -> grade_id, read once: nbgrader's Grade.name and Comment.name each load their cell
-        self.cell_names = {c.id: c.name for c in [*notebook.grade_cells, *notebook.solution_cells,
-                                                  *notebook.task_cells]}
-        self.pending: list[str] = []
+        self.assignment = self.gb.find_assignment(name)
+        if [nb.name for nb in self.assignment.notebooks] != [name]:
+            raise ValueError(f"assignment {name} must hold exactly one notebook, {name}.ipynb")
+        notebook = self.assignment.notebooks[0]
+        self.notebook_id = notebook.id
+        # grade_id -> cell id of the rows nbgrader keeps per submission: a grade for each grade and
+        # task cell, a comment for each solution and task cell
+        self.graded = {c.name: c.id for c in [*notebook.grade_cells, *notebook.task_cells]}
+        self.commented = {c.name: c.id for c in [*notebook.solution_cells, *notebook.task_cells]}
+        self.pending: list[Pending] = []
 
     def __enter__(self) -> "GradebookWriter":
         return self
@@ -90,66 +109,85 @@ class GradebookWriter:
             self.gb.db.rollback()
         self.gb.close()
 
-    def _submission(self, student: str) -> SubmittedNotebook:
-        db = self.gb.db
-        if db.get(Student, student) is None:
-            db.add(Student(id=student))
-        try:
-            submission = self.gb.find_submission(self.name, student)
-        except MissingEntry:  # mirrors Gradebook.add_submission, without its commit
-            submission = SubmittedAssignment(assignment=self.gb.find_assignment(self.name),
-                                             student=db.get(Student, student))
-            for notebook in submission.assignment.notebooks:
-                nb = SubmittedNotebook(notebook=notebook, assignment=submission)
-                for cell in notebook.grade_cells:
-                    Grade(cell_id=cell.id, notebook=nb)
-                for cell in notebook.solution_cells:
-                    Comment(cell_id=cell.id, notebook=nb)
-                for cell in notebook.task_cells:
-                    Comment(cell_id=cell.id, notebook=nb)
-                    Grade(cell_id=cell.id, notebook=nb)
-            db.add(submission)
-            db.flush()  # so that each new grade and comment knows its cell
-        return next(nb for nb in submission.notebooks if nb.name == self.name)
-
     def add(self, student: str, autograded: NotebookNode, scores: dict[str, float]) -> None:
         """Queue one submission: `scores` are the trusted points of the autograded test cells;
         written answers get nbgrader's treatment (0 if untouched, else waiting for a grader)."""
-        notebook = self._submission(student)
         cells = {c.metadata["nbgrader"]["grade_id"]: c for c in autograded.cells
                  if c.metadata.get("nbgrader", {}).get("grade_id")}
-        for grade in notebook.grades:
-            name = self.cell_names[grade.cell_id]
+        auto_scores: dict[str, float | None] = {}
+        for name, cell_id in self.graded.items():
             cell = cells.get(name)
             if name in scores:
-                grade.auto_score = float(scores[name])
+                auto_scores[cell_id] = float(scores[name])
             elif cell is not None and nbutils.is_grade(cell):
-                grade.auto_score, _ = nbutils.determine_grade(cell)
+                auto_scores[cell_id] = nbutils.determine_grade(cell)[0]
             else:
-                grade.auto_score = None
-            grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-        for comment in notebook.comments:
-            cell = cells.get(self.cell_names[comment.cell_id])
+                auto_scores[cell_id] = None
+        auto_comments: dict[str, str | None] = {}
+        for name, cell_id in self.commented.items():
+            cell = cells.get(name)
             unanswered = cell is not None and not nbutils.is_task(cell) and \
                 cell.metadata["nbgrader"].get("checksum") == nbutils.compute_checksum(cell)
-            comment.auto_comment = "No response." if unanswered else None
-        notebook.late_submission_penalty = None  # no timestamps yet: nothing is late
-        self.pending.append(student)
+            auto_comments[cell_id] = "No response." if unanswered else None
+        self.pending.append(Pending(student, auto_scores, auto_comments))
+
+    def _submitted_notebooks(self, students: list[str]) -> dict[str, str]:
+        """student -> id of their submitted notebook, creating the rows nbgrader's
+        Gradebook.add_submission would for students without one (without its commit)."""
+        db, sub, nb = self.gb.db, SubmittedAssignment.__table__, SubmittedNotebook.__table__
+        ids = dict(db.execute(select(sub.c.student_id, nb.c.id).join(nb, nb.c.assignment_id == sub.c.id).where(
+            sub.c.assignment_id == self.assignment.id, nb.c.notebook_id == self.notebook_id,
+            sub.c.student_id.in_(students))).all())
+        new = [s for s in dict.fromkeys(students) if s not in ids]
+        if not new:
+            return ids
+        known = set(db.scalars(select(Student.__table__.c.id).where(Student.__table__.c.id.in_(new))))
+        if unknown := [s for s in new if s not in known]:
+            db.execute(insert(Student.__table__), [{"id": s} for s in unknown])
+        assignments = {s: new_uuid() for s in new}
+        ids.update({s: new_uuid() for s in new})
+        db.execute(insert(sub), [{"id": assignments[s], "assignment_id": self.assignment.id, "student_id": s}
+                                 for s in new])
+        db.execute(insert(nb), [{"id": ids[s], "assignment_id": assignments[s], "notebook_id": self.notebook_id}
+                                for s in new])
+        if self.graded:
+            db.execute(insert(Grade.__table__), [{"id": new_uuid(), "notebook_id": ids[s], "cell_id": c}
+                                                 for s in new for c in self.graded.values()])
+        if self.commented:
+            db.execute(insert(Comment.__table__), [{"id": new_uuid(), "notebook_id": ids[s], "cell_id": c}
+                                                   for s in new for c in self.commented.values()])
+        return ids
 
     def commit(self) -> dict[str, Total]:
         """Write every queued submission in one transaction; their totals, manual grades included."""
-        self.gb.db.commit()
-        totals = self.totals(self.pending)
+        if not self.pending:
+            return {}
+        db = self.gb.db
+        ids = self._submitted_notebooks([p.student for p in self.pending])
+        grade, comment = Grade.__table__, Comment.__table__
+        scores = [{"nb": ids[p.student], "cell": c, "auto": v, "unscored": v is None}
+                  for p in self.pending for c, v in p.auto_scores.items()]
+        if scores:  # nbgrader's rule: a manual score stays up for review; no automatic score needs one
+            db.execute(update(grade).where(grade.c.notebook_id == bindparam("nb"), grade.c.cell_id == bindparam("cell"))
+                       .values(auto_score=bindparam("auto"),
+                               needs_manual_grade=or_(grade.c.manual_score.is_not(None), bindparam("unscored"))),
+                       scores)
+        comments = [{"nb": ids[p.student], "cell": c, "text": v} for p in self.pending for c, v in p.auto_comments.items()]
+        if comments:
+            db.execute(update(comment).where(comment.c.notebook_id == bindparam("nb"),
+                                             comment.c.cell_id == bindparam("cell")).values(auto_comment=bindparam("text")),
+                       comments)
+        nb = SubmittedNotebook.__table__  # no timestamps yet: nothing is late
+        db.execute(update(nb).where(nb.c.id.in_(list(ids.values()))).values(late_submission_penalty=None))
+        db.commit()
+        totals = self.totals([p.student for p in self.pending])
         self.pending = []
         return totals
 
     def totals(self, students: list[str]) -> dict[str, Total]:
         """The recorded totals, manual grades included, of those of `students` with a submission."""
-        totals = {}
-        for student in students:
-            try:
-                sub = self.gb.find_submission(self.name, student)
-            except MissingEntry:
-                continue
-            totals[student] = Total(float(sub.score), float(sub.max_score), bool(sub.needs_manual_grade))
-        return totals
+        rows = self.gb.db.execute(select(SubmittedAssignment.student_id, SubmittedAssignment.score,
+                                         SubmittedAssignment.max_score, SubmittedAssignment.needs_manual_grade)
+                                  .where(SubmittedAssignment.assignment_id == self.assignment.id,
+                                         SubmittedAssignment.student_id.in_(students)))
+        return {s: Total(float(score), float(top), bool(manual)) for s, score, top, manual in rows}

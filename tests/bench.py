@@ -41,7 +41,7 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def class_of(release: Path, name: str, n: int, folder: Path) -> None:
+def class_of(release: Path, name: str, n: int, folder: Path, prefix: str = "student") -> None:
     """n submissions: mostly right, some wrong, some unanswered, as a class hands them in."""
     import nbformat
     import submissions
@@ -50,7 +50,7 @@ def class_of(release: Path, name: str, n: int, folder: Path) -> None:
     for i in range(n):
         nb = (nbformat.read(release, as_version=4) if i % 10 == 9 else
               submissions.solved(release, name, wrong if i % 5 == 4 else None))
-        submissions.write(folder / f"student{i:03d}", nb, f"{name}.ipynb")
+        submissions.write(folder / f"{prefix}{i:03d}", nb, f"{name}.ipynb")
 
 
 def _median(values: list[float]) -> float:
@@ -131,6 +131,27 @@ class ReplayPool:
             yield result
 
 
+def coordinator_cost(n: int = 200) -> float:
+    """Seconds of the coordinator per submission (intake, scoring, gradebook writes) when runs cost
+    nothing: a class of n new students graded with a replayed run, after a warm-up class."""
+    from grader import autograde, pipeline
+
+    name = pipeline.assignments()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        course = pipeline.course_dir(tmp / "course")
+        release = pipeline.release(name, course)
+        class_of(release, name, 20, tmp / "warmup", prefix="warmup")
+        class_of(release, name, n, tmp / "class")
+        replay = ReplayPool()
+        autograde.autograde(name, tmp / "warmup", course, executor=replay)  # caches warm, one real run
+        start = time.perf_counter()
+        outcomes = autograde.autograde(name, tmp / "class", course, executor=replay)
+        seconds = (time.perf_counter() - start) / n
+        assert all(o.status in ("graded", "missing") for o in outcomes), [o.notes for o in outcomes]
+    return seconds
+
+
 def cluster_throughput(n: int = 24, stub_n: int = 200) -> list[tuple[str, str, float, float]]:
     """Grading through Redis with 1, then 2 worker processes on this machine; the coordinator's own
     rate with a replayed run; and what those numbers project for large classes."""
@@ -158,12 +179,7 @@ def cluster_throughput(n: int = 24, stub_n: int = 200) -> list[tuple[str, str, f
         finally:
             for worker in workers:
                 servers.stop(worker)
-        class_of(release, name, stub_n, tmp / "many")
-        replay = ReplayPool()
-        autograde.autograde(name, tmp / "many", course, executor=replay, regrade=True)  # caches warm, one real run
-        start = time.perf_counter()
-        autograde.autograde(name, tmp / "many", course, executor=replay, regrade=True)
-        coordinator = (time.perf_counter() - start) / stub_n
+    coordinator = coordinator_cost(stub_n)
     run = seconds[1] / n  # one worker process: seconds per submission, the coordinator included
     efficiency = seconds[1] / seconds[2] / 2
     print(f"grading {n} submissions through Redis: 1 worker process {seconds[1]:.1f} s, 2 worker processes "

@@ -452,6 +452,13 @@ def test_the_writer_records_trusted_scores_and_nbgraders_rules(book):
     with Gradebook(url) as gb:
         assert gb.find_comment("ex2_answer", "a1", "a1", "bob").auto_comment == "No response."
         assert gb.find_comment("ex2_answer", "a1", "a1", "alice").auto_comment is None
+        # the rows are the ones nbgrader's own Gradebook.add_submission makes
+        gb.add_student("carol")
+        gb.add_submission("a1", "carol")
+        rows = lambda student: {kind: sorted((r.name, r.notebook.name) for r in getattr(
+            gb.find_submission_notebook("a1", "a1", student), kind)) for kind in ("grades", "comments")}
+        assert rows("alice") == rows("carol") and rows("alice")["grades"] and rows("alice")["comments"]
+        assert not gb.find_submission_notebook("a1", "a1", "alice").late_submission_penalty
 
 
 def test_regrading_updates_in_place_and_keeps_manual_grades(book):

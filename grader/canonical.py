@@ -7,7 +7,6 @@ so deleted, duplicated, moved, re-typed or edited test cells change nothing.
 """
 from __future__ import annotations
 
-import copy
 import secrets
 
 import nbformat
@@ -28,8 +27,14 @@ def _is_test(cell: NotebookNode) -> bool:
     return bool(_nbg(cell).get("grade")) and not _nbg(cell).get("solution")
 
 
+def _copy(node: dict) -> NotebookNode:
+    """A deep copy of notebook JSON data (nbformat.from_dict builds new dicts and lists all the
+    way down; several times faster than copy.deepcopy of NotebookNodes)."""
+    return nbformat.from_dict(node)
+
+
 def _tagged(cell: NotebookNode, role: str, grade_id: str | None = None) -> NotebookNode:
-    cell = copy.deepcopy(cell)
+    cell = _copy(cell)
     cell.metadata[TAG] = {"role": role, "grade_id": grade_id}
     return cell
 
@@ -55,7 +60,7 @@ def _stdout(text: str) -> NotebookNode:
 
 
 def _notebook(cells: list[NotebookNode], metadata: dict) -> NotebookNode:
-    return NotebookNode(nbformat=4, nbformat_minor=nbformat.v4.nbformat_minor, metadata=copy.deepcopy(metadata),
+    return NotebookNode(nbformat=4, nbformat_minor=nbformat.v4.nbformat_minor, metadata=_copy(metadata),
                         cells=cells)
 
 
@@ -87,7 +92,7 @@ def to_run(student: NotebookNode, release: NotebookNode, source: NotebookNode) -
     for cell in release.cells:
         gid = _nbg(cell).get("grade_id")
         if _nbg(cell).get("solution"):
-            answer = copy.deepcopy(cell)
+            answer = _copy(cell)
             answer.source = answers.get(gid, cell.source)
             cells.append(_tagged(answer, "answer", gid))
         elif _is_test(cell):
@@ -159,7 +164,7 @@ def to_graded(executed: NotebookNode, release: NotebookNode, scores: dict[str, f
     cells = list(extras_after.get(None, []))
     for cell in release.cells:
         gid = _nbg(cell).get("grade_id")
-        out = copy.deepcopy(cell)
+        out = _copy(cell)
         if cell.cell_type == "code":
             out.outputs, out.execution_count = [], None
         if _is_test(cell):
@@ -178,7 +183,7 @@ def to_graded(executed: NotebookNode, release: NotebookNode, scores: dict[str, f
                     out.outputs = ran[0].get("outputs", [])
         cells.append(out)
         for extra in extras_after.get(gid, []):
-            extra = copy.deepcopy(extra)
+            extra = _copy(extra)
             extra.metadata.pop(TAG, None)
             cells.append(extra)
     for cell in cells:

@@ -12,7 +12,6 @@ comments are kept, and a cell with a manual score stays marked for review (nbgra
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from nbformat import NotebookNode
@@ -50,10 +49,9 @@ def source_cells(gb: Gradebook, name: str) -> dict[str, SourceCell]:
 
 
 def overwrite_cells(graded: NotebookNode, cells: dict[str, SourceCell]) -> NotebookNode:
-    """What nbgrader's OverwriteCells and LimitOutput make of a graded notebook: every known cell
-    carries the stored checksum, locked cells the stored source, outputs are cut to size."""
-    nb = copy.deepcopy(graded)
-    for cell in nb.cells:
+    """What nbgrader's OverwriteCells and LimitOutput make of a graded notebook, in place: every
+    known cell carries the stored checksum, locked cells the stored source, outputs are cut to size."""
+    for cell in graded.cells:
         meta = cell.metadata.get("nbgrader", {})
         stored = cells.get(meta.get("grade_id"))
         if stored is None:
@@ -61,7 +59,7 @@ def overwrite_cells(graded: NotebookNode, cells: dict[str, SourceCell]) -> Noteb
         meta["checksum"] = stored.checksum
         if stored.locked and nbutils.compute_checksum(cell) != stored.checksum:
             cell.source = stored.source
-    nb, _ = LimitOutput(max_lines=OUTPUT_LINES, max_traceback=TRACEBACK_LINES).preprocess(nb, {})
+    nb, _ = LimitOutput(max_lines=OUTPUT_LINES, max_traceback=TRACEBACK_LINES).preprocess(graded, {})
     return nb
 
 

@@ -81,8 +81,8 @@ def parse_submission(data: bytes, outcome: Outcome) -> nbformat.NotebookNode | N
     try:
         with warnings.catch_warnings():  # duplicated cell ids are fixed on the way in
             warnings.simplefilter("ignore")
-            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-            nbformat.validate(nb)
+            nb = nbformat.convert(nbformat.reader.reads(data.decode("utf-8")), 4)
+            nbformat.validate(nb)  # once (nbformat.reads validates too, and only logs)
     except Exception as err:  # invalid JSON, invalid UTF-8, not a notebook
         outcome.status = "ungradable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

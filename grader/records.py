@@ -132,8 +132,8 @@ def cell_scores(student: dict[str, dict], reference: dict[str, dict],
     scores, details = {}, {}
     for grade_id, max_points in points.items():
         names = sorted(n for n in reference if wire.grade_id(n) == grade_id)
-        hits = sum(matches(student.get(n), reference[n]) for n in names)
+        verdicts = [explain(student.get(n), reference[n]) for n in names]
+        hits = verdicts.count("passed")
         scores[grade_id] = round(max_points * hits / len(names), 4) if names else 0.0
-        details[grade_id] = [f"hidden case {wire.label(n)}: {explain(student.get(n), reference[n])}"
-                             for n in names]
+        details[grade_id] = [f"hidden case {wire.label(n)}: {v}" for n, v in zip(names, verdicts)]
     return scores, details

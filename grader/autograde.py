@@ -1,56 +1,51 @@
 """Grade a class: intake -> run -> score -> record, with plain data between the stages.
 
-    for each student folder   intake.intake        (trusted)  upload kept, hashed, canonical RunRequest
-    on an executor            execution.run        (sandbox)  RunRequest -> RunResult
-    as each result arrives    scoring.score        (trusted)  RunResult + reference -> scores, notes, flags
-    in batches                gradebook.GradebookWriter       scores -> nbgrader's gradebook, one writer
+    for each student folder   trusted.Stages.take    (trusted)  upload kept, hashed, canonical RunRequest
+    on an executor            execution.run          (sandbox)  RunRequest -> RunResult
+    as each result arrives    trusted.Stages.judge   (trusted)  RunResult + reference -> scores, files, notes
+    in batches                gradebook.GradebookWriter         scores -> nbgrader's gradebook, one writer
 
 The executor is a parameter (grader.executors.Executor); the local pool is the default. Only
 RunRequests reach it: the reference results, the gradebook and the course directory stay in
-this process. Every run is kept in COURSE/runs/NAME/STUDENT/TIME/, the report in
+this process. Every run is kept as COURSE/runs/NAME/STUDENT/TIME.ipynb, the report in
 COURSE/reports/NAME.json.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import asdict
-import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
 
-from . import canonical, intake, redact, sandbox, scoring
+from . import intake, sandbox
 from .executors import Executor, LocalPool
-from .gradebook import GradebookWriter, overwrite_cells
+from .gradebook import GradebookWriter
 from .messages import RunRequest, RunResult
 from .pipeline import check_assignment, check_database, db_url, read_reference
 from .report import GraderError, Outcome, write_report
+from .trusted import Stages
 
 BATCH_SIZE = 32  # submissions per gradebook transaction
 BATCH_SECONDS = 10.0  # or fewer, when results come in slowly
-RECORDED = "recorded.json"  # in COURSE/runs/NAME/STUDENT/: the outcome last written to the gradebook
+RECORDED = "recorded.jsonl"  # in COURSE/runs/NAME/: a line per outcome written to the gradebook, the last one counts
 
 
-def _notebook_json(nb: dict) -> str:
-    """A notebook as nbformat's JSON, compact: Python's C encoder, where nbformat.writes (indented,
-    deep-copied) took a quarter of the coordinator's time. Jupyter and nbgrader read both alike.
-    ASCII only, so that a lone surrogate in a student's output cannot fail the write."""
-    nbformat.v4.rwbase.strip_transient(nb)
-    return json.dumps(nb, sort_keys=True, separators=(",", ":")) + "\n"
-
-
-def _keep_run(course: Path, name: str, outcome: Outcome, scored: scoring.Scored) -> Path:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    folder = course / "runs" / name / outcome.student / stamp
-    folder.mkdir(parents=True)
-    (folder / "executed.ipynb").write_text(_notebook_json(scored.notebook))  # as it ran
-    (folder / "run.json").write_text(json.dumps({"notes": outcome.notes, "seconds": outcome.seconds,
-                                                 "upload_sha256": outcome.upload_sha256}, indent=2))
-    (folder / "runner.log").write_text(scored.log)
-    return folder
+def recorded(course: Path, name: str) -> dict[str, dict]:
+    """student -> {"key": ..., "outcome": {...}}: what this command last wrote to the gradebook for
+    each student. Lines are appended after each commit; a line torn by a crash is skipped (its
+    submissions are simply graded again)."""
+    path = course / "runs" / name / RECORDED
+    entries = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            entry = json.loads(line)
+            entries[entry["outcome"]["student"]] = entry
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries
 
 
 def lost(result: RunResult) -> bool:
@@ -59,51 +54,36 @@ def lost(result: RunResult) -> bool:
     return not result.error and not result.report_ok and result.returncode is not None
 
 
-def _write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
-    if path.parent.exists():
-        shutil.rmtree(path.parent)
-    path.parent.mkdir(parents=True)
-    # Without nbformat.write's schema check, which only logs: every cell here is the release's or
-    # was validated when the submission and the run's report were read.
-    path.write_text(_notebook_json(nb))
-
-
 class Batch:
-    """One autograde run of one assignment: the trusted side's state between the stages."""
+    """One autograde run of one assignment: the coordinator's state between the stages."""
 
-    def __init__(self, name: str, course: Path, assignment: intake.Assignment, reference: dict,
-                 limits: sandbox.Limits, sandboxed: bool, regrade: bool = False) -> None:
-        self.name, self.course, self.assignment, self.reference = name, course, assignment, reference
-        self.limits, self.sandboxed, self.regrade = limits, sandboxed, regrade
+    def __init__(self, stages: Stages, regrade: bool = False) -> None:
+        self.stages, self.regrade = stages, regrade
+        self.name, self.course = stages.name, stages.course
         # What a recorded grade depends on besides the upload: the same key, the same grade.
-        self.key = intake.sha256(json.dumps({"release": assignment.release, "source": assignment.source,
-                                             "reference": reference, "limits": asdict(limits)}, sort_keys=True).encode())
-        self.secrets = redact.hidden_lines(assignment.source)
+        self.key = intake.sha256(json.dumps({"release": stages.assignment.release, "source": stages.assignment.source,
+                                             "reference": stages.reference, "limits": asdict(stages.limits)},
+                                            sort_keys=True).encode())
         self.outcomes: dict[str, Outcome] = {}
         self.requests: dict[str, RunRequest] = {}
         self.retries: list[RunRequest] = []  # runs that came back without a report, to run once more
         self.trusted_seconds: dict[str, float] = {}  # CPU seconds per submission: intake + score + record
         self.timings: dict[str, dict] = {}  # per submission: where the run's time went
+        self.recorded = {} if regrade else recorded(self.course, self.name)
 
-    def _charge(self, student: str, start: float) -> None:
-        """Add this thread's CPU time since `start` (time.thread_time) to the student's trusted cost."""
-        self.trusted_seconds[student] = self.trusted_seconds.get(student, 0.0) + time.thread_time() - start
+    def _charge(self, student: str, seconds: float) -> None:
+        self.trusted_seconds[student] = self.trusted_seconds.get(student, 0.0) + seconds
 
     def requests_for(self, folders: list[Path], writer: GradebookWriter) -> Iterator[RunRequest]:
         """The intake stage over every folder, lazily: one request per notebook worth running."""
-        uploads = self.course / "uploads" / self.name
         for folder in folders:
             start = time.thread_time()
-            try:
-                taken = intake.intake(folder, self.assignment, uploads, self.limits, self.sandboxed)
-            except Exception as err:  # e.g. an unreadable upload: report it, go on
-                taken = intake.Intake(Outcome(student=folder.name, status="error",
-                                              notes=[f"the grader failed on this submission: {type(err).__name__}: {err}"]))
+            taken = self.stages.take(folder)
             self.outcomes[folder.name] = taken.outcome
             if taken.request is not None and (earlier := self._recorded(taken.outcome, writer)) is not None:
                 self.outcomes[folder.name] = earlier  # graded and recorded by an earlier, interrupted run
                 taken.request = None
-            self._charge(folder.name, start)
+            self._charge(folder.name, time.thread_time() - start)
             if taken.request is not None:
                 self.requests[taken.request.id] = taken.request
                 yield taken.request
@@ -111,15 +91,12 @@ class Batch:
     def _recorded(self, outcome: Outcome, writer: GradebookWriter) -> Outcome | None:
         """The outcome already in the gradebook for this very upload, if this command recorded one,
         with the gradebook's totals as they are now (a grader may have added manual points)."""
-        path = self.course / "runs" / self.name / outcome.student / RECORDED
-        if self.regrade or not path.is_file():
-            return None
+        kept = self.recorded.get(outcome.student)
         try:
-            kept = json.loads(path.read_text())
-            if kept["key"] != self.key or kept["outcome"]["upload_sha256"] != outcome.upload_sha256:
+            if kept is None or kept["key"] != self.key or kept["outcome"]["upload_sha256"] != outcome.upload_sha256:
                 return None
             earlier = Outcome(**kept["outcome"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             return None
         if not (total := writer.totals([outcome.student]).get(outcome.student)):
             return None  # no longer in the gradebook
@@ -129,7 +106,7 @@ class Batch:
         return earlier
 
     def score(self, result: RunResult, writer: GradebookWriter) -> Outcome | None:
-        """The score stage for one result, and the files it leaves; queues the gradebook write."""
+        """The score stage for one result; its gradebook values queued in the writer."""
         request = self.requests.pop(result.id, None)
         if request is None:  # not ours, or answered twice
             return None
@@ -143,25 +120,15 @@ class Batch:
             outcome.status = "error"
             outcome.notes.append(f"not run: {result.error}; grade again to retry")
             return None
-        start = time.thread_time()
-        try:
-            scored = scoring.score(request, result, self.reference)
-            outcome.notes += scored.notes
-            outcome.flagged, outcome.seconds = scored.flagged, scored.seconds
-            self.timings[result.id] = result.timings
-            _keep_run(self.course, self.name, outcome, scored)
-            graded = canonical.to_graded(scored.notebook, self.assignment.release, scored.scores, scored.details)
-            redact.scrub_outputs(graded, self.secrets)
-            path = f"{outcome.student}/{self.name}/{self.name}.ipynb"
-            _write_notebook(graded, self.course / "submitted" / path)
-            autograded = overwrite_cells(graded, writer.cells)
-            _write_notebook(autograded, self.course / "autograded" / path)
-            writer.add(outcome.student, autograded, scored.scores)
-        except Exception as err:
+        self.timings[result.id] = result.timings
+        judged = self.stages.judge(outcome, request, result)
+        outcome.notes += judged.notes
+        outcome.flagged, outcome.seconds = judged.flagged, judged.seconds
+        self._charge(outcome.student, judged.cpu)
+        if judged.pending is None:
             outcome.status = "error"
-            outcome.notes.append(f"the grader failed on this submission: {type(err).__name__}: {err}")
-            outcome = None
-        self._charge(result.id, start)
+            return None
+        writer.add(judged.pending)
         return outcome
 
     def record(self, queued: list[Outcome], writer: GradebookWriter) -> None:
@@ -182,14 +149,15 @@ class Batch:
             total = totals[outcome.student]
             outcome.score, outcome.max_score = total.score, total.max_score
             outcome.needs_manual_grade = total.needs_manual_grade
-            # In the gradebook now: a rerun of this command after a crash need not run it again.
-            kept = self.course / "runs" / self.name / outcome.student / RECORDED
-            partial = kept.with_suffix(".partial")
-            partial.write_text(json.dumps({"key": self.key, "outcome": asdict(outcome)}, indent=1))
-            partial.replace(kept)
+        # In the gradebook now: a rerun of this command after a crash need not run them again.
+        log = self.course / "runs" / self.name / RECORDED
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as out:
+            out.write("".join(json.dumps({"key": self.key, "outcome": asdict(o)}) + "\n" for o in queued))
         share = (time.thread_time() - start) / len(queued)
         for outcome in queued:
-            self.trusted_seconds[outcome.student] = self.trusted_seconds.get(outcome.student, 0.0) + share
+            self._charge(outcome.student, share)
+
 
 
 def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits | None = None,
@@ -201,7 +169,7 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
     and limits) is not run again, so a batch interrupted by a crash resumes; `regrade` runs
     every submission anyway.
 
-    `profile`, if given, receives the trusted side's seconds and the run timings per submission.
+    `profile`, if given, receives the trusted side's CPU seconds and the run timings per submission.
     """
     check_assignment(name)
     limits = limits or sandbox.Limits()
@@ -224,10 +192,11 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
         raise GraderError(str(err)) from None
     assignment = intake.Assignment(name, nbformat.read(release_path, as_version=4),
                                    nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4))
-    batch = Batch(name, course, assignment, read_reference(course, name), limits, sandboxed=reason is None,
-                  regrade=regrade)
     folders = sorted(submissions.iterdir())
     with GradebookWriter(db_url(course), name) as writer:
+        stages = Stages(name, course, assignment, read_reference(course, name), writer.layout, limits,
+                        sandboxed=reason is None)
+        batch = Batch(stages, regrade)
         queued, last = [], time.perf_counter()
         try:
             # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).

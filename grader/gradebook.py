@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 
 # How much output an autograded notebook keeps (grader/nbgrader_config.py gives nbgrader's own apps the same)
 OUTPUT_LINES, TRACEBACK_LINES = 500, 50
+_LIMIT_OUTPUT = LimitOutput(max_lines=OUTPUT_LINES, max_traceback=TRACEBACK_LINES)  # made once: traitlets are slow to build
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def overwrite_cells(graded: NotebookNode, cells: dict[str, SourceCell]) -> Noteb
         meta["checksum"] = stored.checksum
         if stored.locked and nbutils.compute_checksum(cell) != stored.checksum:
             cell.source = stored.source
-    nb, _ = LimitOutput(max_lines=OUTPUT_LINES, max_traceback=TRACEBACK_LINES).preprocess(graded, {})
+    nb, _ = _LIMIT_OUTPUT.preprocess(graded, {})
     return nb
 
 
@@ -72,43 +73,17 @@ class Pending:
     auto_comments: dict[str, str | None]  # comment row's cell id -> auto_comment
 
 
-class GradebookWriter:
-    """Writes autograded submissions of one assignment into the gradebook at `db_url`, in batches.
+@dataclass(frozen=True)
+class Layout:
+    """The assignment's cells as the gradebook keeps them, read once per batch: plain data, so
+    that the score stage can use it in any process, without a database connection."""
 
-        with GradebookWriter(db_url, name) as writer:
-            writer.add("alice", autograded_notebook, {"ex1_tests": 4.0, ...})
-            totals = writer.commit()   # {"alice": Total(...)}
+    cells: dict[str, SourceCell]  # grade_id -> the release's cell as stored at release
+    graded: dict[str, str]  # grade_id -> cell id, for each row of the grade table (grade and task cells)
+    commented: dict[str, str]  # grade_id -> cell id, for each row of the comment table (solution and task cells)
 
-    A batch is a handful of set-based statements on nbgrader's tables (rows created for new
-    students, then every grade and comment updated in place), not one ORM object per row:
-    the coordinator's share of a run must stay a few milliseconds.
-    """
-
-    def __init__(self, db_url: str, name: str) -> None:
-        self.gb = Gradebook(db_url)
-        self.name = name
-        self.cells = source_cells(self.gb, name)
-        self.assignment = self.gb.find_assignment(name)
-        if [nb.name for nb in self.assignment.notebooks] != [name]:
-            raise ValueError(f"assignment {name} must hold exactly one notebook, {name}.ipynb")
-        notebook = self.assignment.notebooks[0]
-        self.notebook_id = notebook.id
-        # grade_id -> cell id of the rows nbgrader keeps per submission: a grade for each grade and
-        # task cell, a comment for each solution and task cell
-        self.graded = {c.name: c.id for c in [*notebook.grade_cells, *notebook.task_cells]}
-        self.commented = {c.name: c.id for c in [*notebook.solution_cells, *notebook.task_cells]}
-        self.pending: list[Pending] = []
-
-    def __enter__(self) -> "GradebookWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is not None:
-            self.gb.db.rollback()
-        self.gb.close()
-
-    def add(self, student: str, autograded: NotebookNode, scores: dict[str, float]) -> None:
-        """Queue one submission: `scores` are the trusted points of the autograded test cells;
+    def pending(self, student: str, autograded: NotebookNode, scores: dict[str, float]) -> Pending:
+        """A submission's values: `scores` are the trusted points of the autograded test cells;
         written answers get nbgrader's treatment (0 if untouched, else waiting for a grader)."""
         cells = {c.metadata["nbgrader"]["grade_id"]: c for c in autograded.cells
                  if c.metadata.get("nbgrader", {}).get("grade_id")}
@@ -127,7 +102,45 @@ class GradebookWriter:
             unanswered = cell is not None and not nbutils.is_task(cell) and \
                 cell.metadata["nbgrader"].get("checksum") == nbutils.compute_checksum(cell)
             auto_comments[cell_id] = "No response." if unanswered else None
-        self.pending.append(Pending(student, auto_scores, auto_comments))
+        return Pending(student, auto_scores, auto_comments)
+
+
+class GradebookWriter:
+    """Writes autograded submissions of one assignment into the gradebook at `db_url`, in batches.
+
+        with GradebookWriter(db_url, name) as writer:
+            writer.add(writer.layout.pending("alice", autograded_notebook, {"ex1_tests": 4.0, ...}))
+            totals = writer.commit()   # {"alice": Total(...)}
+
+    A batch is a handful of set-based statements on nbgrader's tables (rows created for new
+    students, then every grade and comment updated in place), not one ORM object per row:
+    the coordinator's share of a run must stay a few milliseconds.
+    """
+
+    def __init__(self, db_url: str, name: str) -> None:
+        self.gb = Gradebook(db_url)
+        self.name = name
+        self.assignment = self.gb.find_assignment(name)
+        if [nb.name for nb in self.assignment.notebooks] != [name]:
+            raise ValueError(f"assignment {name} must hold exactly one notebook, {name}.ipynb")
+        notebook = self.assignment.notebooks[0]
+        self.notebook_id = notebook.id
+        self.layout = Layout(source_cells(self.gb, name),
+                             {c.name: c.id for c in [*notebook.grade_cells, *notebook.task_cells]},
+                             {c.name: c.id for c in [*notebook.solution_cells, *notebook.task_cells]})
+        self.pending: list[Pending] = []
+
+    def __enter__(self) -> "GradebookWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            self.gb.db.rollback()
+        self.gb.close()
+
+    def add(self, pending: Pending) -> None:
+        """Queue one submission's values for the next commit."""
+        self.pending.append(pending)
 
     def _submitted_notebooks(self, students: list[str]) -> dict[str, str]:
         """student -> id of their submitted notebook, creating the rows nbgrader's
@@ -148,12 +161,12 @@ class GradebookWriter:
                                  for s in new])
         db.execute(insert(nb), [{"id": ids[s], "assignment_id": assignments[s], "notebook_id": self.notebook_id}
                                 for s in new])
-        if self.graded:
+        if self.layout.graded:
             db.execute(insert(Grade.__table__), [{"id": new_uuid(), "notebook_id": ids[s], "cell_id": c}
-                                                 for s in new for c in self.graded.values()])
-        if self.commented:
+                                                 for s in new for c in self.layout.graded.values()])
+        if self.layout.commented:
             db.execute(insert(Comment.__table__), [{"id": new_uuid(), "notebook_id": ids[s], "cell_id": c}
-                                                   for s in new for c in self.commented.values()])
+                                                   for s in new for c in self.layout.commented.values()])
         return ids
 
     def commit(self) -> dict[str, Total]:

@@ -92,6 +92,8 @@ def matches(student: dict | None, reference: dict) -> bool:
         return _json_equal(student.get("value"), reference["value"], atol, rtol)
     if reference["kind"] != "tensor":
         return False  # a reference never records an error
+    if all(student.get(k) == reference.get(k) for k in ("dtype", "shape", "data")):
+        return True  # the very bytes of the reference (and it is well-formed): no need to decode
     try:
         s, r = tensor(student), tensor(reference)
     except BadRecord:

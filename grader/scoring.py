@@ -80,7 +80,8 @@ def executed_notebook(reported: dict | None, plan: nbformat.NotebookNode) -> tup
 
 def score(request: RunRequest, result: RunResult, reference: dict) -> Scored:
     """Judge one run against the reference: {"records": {...}, "points": {grade_id: points}}."""
-    plan = nbformat.from_dict(request.notebook)
+    # the notebook this process planned (grader.canonical.to_run), read only; a copy if it came as JSON data
+    plan = request.notebook if isinstance(request.notebook, nbformat.NotebookNode) else nbformat.from_dict(request.notebook)
     limits = request.sandbox_limits()
     if result.error:  # the executor never ran it: no records, no flag
         notes = [f"not run: {result.error}"]

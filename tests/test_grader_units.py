@@ -440,10 +440,10 @@ def graded_for(release, answer=True):
 def test_the_writer_records_trusted_scores_and_nbgraders_rules(book):
     url, release = book
     with gradebook.GradebookWriter(url, "a1") as writer:
-        auto = gradebook.overwrite_cells(graded_for(release), writer.cells)
+        auto = gradebook.overwrite_cells(graded_for(release), writer.layout.cells)
         assert "x_hidden" in auto.cells[2].source  # locked cells as stored: hidden tests for formgrader
-        writer.add("alice", auto, {"ex1_tests": 1.5})
-        writer.add("bob", gradebook.overwrite_cells(graded_for(release, answer=False), writer.cells), {"ex1_tests": 3.0})
+        writer.add(writer.layout.pending("alice", auto, {"ex1_tests": 1.5}))
+        writer.add(writer.layout.pending("bob", gradebook.overwrite_cells(graded_for(release, answer=False), writer.layout.cells), {"ex1_tests": 3.0}))
         totals = writer.commit()
     assert totals["alice"] == gradebook.Total(1.5, 5.0, True)  # the written answer waits for a grader
     assert totals["bob"] == gradebook.Total(3.0, 5.0, False)  # an untouched answer scores 0, no review
@@ -466,14 +466,14 @@ def test_regrading_updates_in_place_and_keeps_manual_grades(book):
     from nbgrader.api import Gradebook
 
     with gradebook.GradebookWriter(url, "a1") as writer:
-        writer.add("alice", gradebook.overwrite_cells(graded_for(release), writer.cells), {"ex1_tests": 1.5})
+        writer.add(writer.layout.pending("alice", gradebook.overwrite_cells(graded_for(release), writer.layout.cells), {"ex1_tests": 1.5}))
         writer.commit()
     with Gradebook(url) as gb:
         grade = gb.find_grade("ex2_answer", "a1", "a1", "alice")
         grade.manual_score = 2.0
         gb.db.commit()
     with gradebook.GradebookWriter(url, "a1") as writer:
-        writer.add("alice", gradebook.overwrite_cells(graded_for(release), writer.cells), {"ex1_tests": 3.0})
+        writer.add(writer.layout.pending("alice", gradebook.overwrite_cells(graded_for(release), writer.layout.cells), {"ex1_tests": 3.0}))
         totals = writer.commit()
     assert totals["alice"] == gradebook.Total(5.0, 5.0, True)  # nbgrader: a manual grade stays up for review
     with Gradebook(url) as gb:
@@ -502,6 +502,18 @@ def test_the_local_pool_runs_requests_and_answers_each_one_even_when_broken():
     assert recs["ex1_tests/one"]["value"] == 1.5
     assert ran.timings["kernel"] > 0 and set(ran.timings["cells"]) == {"locked", "probe"}
     assert ran.timings["sandbox"] > 0  # from starting the runner to its first line
+
+
+def test_the_resume_log_keeps_the_last_line_per_student_and_skips_a_torn_one(tmp_path):
+    from grader.autograde import RECORDED, recorded
+
+    assert recorded(tmp_path, "a1") == {}
+    log = tmp_path / "runs" / "a1" / RECORDED
+    log.parent.mkdir(parents=True)
+    line = lambda student, key: json.dumps({"key": key, "outcome": {"student": student}}) + "\n"
+    log.write_text(line("alice", "k1") + line("bob", "k1") + line("alice", "k2") + line("carol", "k2")[:20])
+    kept = recorded(tmp_path, "a1")
+    assert set(kept) == {"alice", "bob"} and kept["alice"]["key"] == "k2"
 
 
 def test_only_a_run_that_ended_without_a_report_is_run_again():

@@ -318,7 +318,7 @@ def test_nothing_lost_and_nothing_escaped(batch):
     assert not batch["marker"].exists(), "a process escaped the sandbox and wrote on the host"
     for student, o in batch["outcomes"].items():
         if o.status == "graded":
-            runs = list((batch["course"] / "runs" / NAME / student).glob("*/executed.ipynb"))
+            runs = list((batch["course"] / "runs" / NAME / student).glob("*.ipynb"))
             assert runs, f"no kept run for {student}"
 
 
@@ -350,7 +350,7 @@ def test_each_submission_earns_only_its_honest_part(batch, student):
         assert any(expect["note"] in n for n in o.notes), o.notes
     assert o.flagged == expect.get("flagged", False), o.notes
     if "output_lacks" in expect:
-        run = next((batch["course"] / "runs" / NAME / student).glob("*/executed.ipynb"))
+        run = next((batch["course"] / "runs" / NAME / student).glob("*.ipynb"))
         nb = nbformat.read(run, as_version=4)
         text = "".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
         assert expect["output_lacks"] not in text
@@ -373,7 +373,7 @@ def test_feedback_reaches_everyone_and_shows_no_hidden_test_code(batch):
     assert {p.parts[-3] for p in (course / "feedback").rglob("*.html")} == graded
     hidden = redact.hidden_lines(pipeline.source_notebook(NAME))
     for student in LEAKERS:
-        raw = (course / "runs" / NAME / student).glob("*/executed.ipynb")
+        raw = (course / "runs" / NAME / student).glob("*.ipynb")
         assert any("checks.record" in p.read_text() for p in raw), "the attack no longer captures anything"
         page = html.unescape((course / "feedback" / student / NAME / f"{NAME}.html").read_text())
         shown = [line for line in hidden if line in page]
@@ -407,5 +407,5 @@ def test_a_run_lost_to_the_host_is_run_again_before_anyone_is_flagged(batch, tmp
                                                           executor=HostKillsFirstRun(2))}
     assert outcomes["ann"].score == outcomes["ben"].score == batch["outcomes"]["honest"].score
     assert not outcomes["ann"].flagged and outcomes["ann"].notes == ["the first run ended without a report and was run again"]
-    runs = list((batch["course"] / "runs" / NAME / "ann").glob("*/executed.ipynb"))
+    runs = list((batch["course"] / "runs" / NAME / "ann").glob("*.ipynb"))
     assert len(runs) == 1, "the lost run left nothing to keep; the second run is kept"

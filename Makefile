@@ -44,14 +44,15 @@ browser:
 # Redis and PostgreSQL: the tests of grading across machines start both on loopback (as the
 # browser tests start Chromium). Installed like bubblewrap when missing.
 services:
-	@{ command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+	@{ command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; } || \
 	  [ "$$(uname -s)" != Linux ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server and postgresql"; apt-get update -qq && \
-	    apt-get install -y -qq redis-server postgresql >/dev/null; \
+	    echo "installing redis-server, postgresql and rabbitmq-server"; apt-get update -qq && \
+	    apt-get install -y -qq redis-server postgresql rabbitmq-server >/dev/null; \
 	  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
-	    sudo apt-get install -y -qq redis-server postgresql; \
-	  else echo "Redis or PostgreSQL is missing: install them with your package manager"; exit 1; fi; }
+	    sudo apt-get install -y -qq redis-server postgresql rabbitmq-server; \
+	  else echo "Redis, PostgreSQL or RabbitMQ is missing: install them with your package manager"; exit 1; fi; }
 
 book: $(STAMP)  ## build the site into _build/html (only what changed)
 	$(BIN)/jupyter-book build $(BOOK_FLAGS) .

@@ -12,8 +12,8 @@ them; and --db URL (or $DLCOURSE_DB_URL), a PostgreSQL gradebook that the course
 using (default: SQLite in the course directory). autograde runs each notebook in a bubblewrap
 sandbox and decides scores outside it; it refuses to run without a sandbox unless given
 --unsafe-no-sandbox (README: security model). With --broker URL (or $DLCOURSE_BROKER), a
-Redis server, autograde sends the runs to the workers started with that URL (README: grading
-a large class).
+Redis server, or a RabbitMQ server with --results REDIS_URL (or $DLCOURSE_RESULTS), autograde
+sends the runs to the workers started with those URLs (README: grading a large class).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from . import autograde, pipeline, sandbox
 
 BROKER_ENV = "DLCOURSE_BROKER"
+RESULTS_ENV = "DLCOURSE_RESULTS"  # a Redis server for run results, when the broker is RabbitMQ
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"time limit per notebook (default {sandbox.Limits.notebook_seconds:g})")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without a sandbox (only for work you trust, e.g. where bubblewrap cannot run)")
-    p.add_argument("--broker", help=f"send the runs to grader workers through this Redis URL (default: ${BROKER_ENV})")
+    p.add_argument("--broker", help=f"send the runs to grader workers through this Redis or RabbitMQ URL "
+                                    f"(default: ${BROKER_ENV})")
+    p.add_argument("--results", help=f"the Redis URL for run results, when the broker is RabbitMQ (default: ${RESULTS_ENV})")
     p.add_argument("--regrade", action="store_true",
                    help="run every submission again, also those already graded for the same upload")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("--to", type=Path, help="CSV file to write (default: COURSE/exports/ASSIGNMENT.csv)")
     p = sub.add_parser("worker", help="run grading tasks sent through a broker, on this machine")
-    p.add_argument("--broker", help=f"the Redis URL that autograde sends to (default: ${BROKER_ENV})")
+    p.add_argument("--broker", help=f"the Redis or RabbitMQ URL that autograde sends to (default: ${BROKER_ENV})")
+    p.add_argument("--results", help=f"the Redis URL for run results, when the broker is RabbitMQ (default: ${RESULTS_ENV})")
     p.add_argument("--concurrency", type=int, help="runs at once (default: one per CPU core)")
     for p in sub.choices.values():  # --course and --db are accepted after the command too
         p.add_argument("--course", dest="course_after", help=argparse.SUPPRESS)
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise pipeline.GraderError(f"no broker: pass --broker redis://HOST:PORT/DB or set {BROKER_ENV}")
             from .broker import worker
 
-            worker(broker, args.concurrency)
+            worker(broker, args.concurrency, results=args.results or os.environ.get(RESULTS_ENV))
             return 0
         course = pipeline.course_dir(args.course_after or args.course)
         if db := args.db_after or args.db or os.environ.get(pipeline.DB_ENV):
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if broker := args.broker or os.environ.get(BROKER_ENV):
                 from .broker import CeleryPool
 
-                executor = CeleryPool(broker)
+                executor = CeleryPool(broker, args.results or os.environ.get(RESULTS_ENV))
             outcomes = autograde.autograde(args.assignment, args.submissions, course, limits=limits,
                                            workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox,
                                            executor=executor, regrade=args.regrade)

@@ -7,7 +7,8 @@ A task carries one RunRequest as JSON text and returns one RunResult as JSON tex
 pickle, never reference results, the gradebook, the course directory or other submissions.
 Each worker process keeps one warm sandbox (grader.sandbox.Warm) and answers "no sandbox on
 worker HOST" where it has none. Redis is the broker and the result store (the coordinator
-reads finished results from it in bulk).
+reads finished results from it in bulk); RabbitMQ can be the broker instead
+(--broker amqp://...), with results still in Redis (--results redis://...).
 
 Nothing is lost: a message is acknowledged only when its run has ended (late acknowledgement),
 so a worker machine that dies leaves it to the broker to deliver again. A worker process
@@ -40,26 +41,37 @@ TASK = "dlcourse.run"
 ATTEMPTS = 3  # runs of one submission that may end with a lost worker or a hard time limit
 TASK_MARGIN = 60.0  # seconds a task may run beyond the sandbox's own limits before Celery kills it
 POLL_SECONDS = 0.2
-VISIBILITY_SECONDS = 600
+VISIBILITY_SECONDS = 600  # Redis as the broker: a run unacknowledged this long is delivered again
+VISIBILITY_ENV = "DLCOURSE_VISIBILITY_SECONDS"  # on the workers, to change it
 BROKER_PATIENCE = 60.0  # seconds the coordinator waits for a broker that went away, then stops
 WINDOW = 512  # requests in flight at once: intake stays lazy, the broker's queue stays short
 
 
-def make_app(broker: str) -> Celery:
-    """The Celery app of the grader, for workers and coordinator alike."""
-    if urlsplit(broker).scheme not in ("redis", "rediss"):
-        raise GraderError(f"the broker must be Redis (redis://HOST:PORT/DB), not {redacted(broker)}")
-    app = Celery("dlcourse", broker=broker, backend=broker, set_as_current=False)
+def make_app(broker: str, results: str | None = None) -> Celery:
+    """The Celery app of the grader, for workers and coordinator alike: `broker` carries the run
+    requests (Redis or RabbitMQ), `results` the run results (Redis; by default the broker's)."""
+    scheme = urlsplit(broker).scheme
+    if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+        raise GraderError(f"the broker must be Redis (redis://HOST:PORT/DB) or RabbitMQ "
+                          f"(amqp://USER:PASSWORD@HOST:PORT/VHOST), not {redacted(broker)}")
+    results = results or (broker if scheme.startswith("redis") else None)
+    if results is None or urlsplit(results).scheme not in ("redis", "rediss"):
+        raise GraderError(f"with the broker {redacted(broker)}, the run results need a Redis server: "
+                          "give its URL with --results redis://HOST:PORT/DB")
+    visibility = float(os.environ.get(VISIBILITY_ENV, VISIBILITY_SECONDS))
+    app = Celery("dlcourse", broker=broker, backend=results, set_as_current=False)
     app.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"], result_accept_content=["json"],
         task_acks_late=True,  # acknowledged when the run ends: a dead machine's message is delivered again
         task_reject_on_worker_lost=False,  # a killed worker process fails the task; the coordinator counts attempts
         worker_prefetch_multiplier=1,  # a worker takes one request at a time per process
         broker_connection_retry_on_startup=True,
-        # Redis: a run not acknowledged 10 minutes after delivery (its machine died) is delivered again.
-        # That is longer than a task may run with the default limits (6 minutes); with longer limits a
-        # live run may be delivered twice, which costs a run but no grade (the first result is scored).
-        broker_transport_options={"visibility_timeout": VISIBILITY_SECONDS},
+        # Redis: a run not acknowledged 10 minutes after delivery (its machine died) is delivered again,
+        # by a live worker's sweep (every tenth of that). 10 minutes is longer than a task may run with
+        # the default limits (6 minutes); with longer limits, raise it on the workers, or a live run may
+        # be delivered twice, which costs a run but no grade (the first result is scored).
+        broker_transport_options={"visibility_timeout": visibility, "unacked_restore_interval": visibility / 10,
+                                  "unacked_restore_throttle": 1},
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,
         task_default_queue="dlcourse",
@@ -94,17 +106,23 @@ class CeleryPool:
 
     local = False  # runs on the workers' machines, in their sandboxes
 
-    def __init__(self, broker: str, window: int = WINDOW, margin: float = TASK_MARGIN) -> None:
+    def __init__(self, broker: str, results: str | None = None, window: int = WINDOW,
+                 margin: float = TASK_MARGIN) -> None:
         self.broker, self.window, self.margin = broker, window, margin
-        self.app = make_app(broker)
+        self.app = make_app(broker, results)
 
     def check(self) -> None:
-        """Raise ConnectionError, with the reason, if the broker cannot be reached."""
+        """Raise ConnectionError, with the reason, if the broker or the result store cannot be reached."""
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=5)
         except Exception as err:  # kombu raises its transport's own errors
             raise ConnectionError(f"cannot reach the broker at {redacted(self.broker)}: {err}") from None
+        try:
+            self._server()
+        except BROKER_ERRORS as err:
+            raise ConnectionError(f"cannot reach the result store at {redacted(self.app.conf.result_backend)}: "
+                                  f"{err}") from None
 
     def _send(self, request: RunRequest) -> str:
         task = self.app.send_task(TASK, args=[request.to_bytes().decode()], time_limit=time_limit(request, self.margin),
@@ -112,7 +130,8 @@ class CeleryPool:
         return task.id
 
     def _server(self) -> str:
-        """Which Redis process answers: a new one (a restart) has lost the queue it held."""
+        """Which Redis process holds the results: a new one (a restart) has lost what it held (and
+        with Redis as the broker, the queue too)."""
         return self.app.backend.client.info("server")["run_id"]
 
     def map_unordered(self, requests: Iterable[RunRequest]) -> Iterator[RunResult]:
@@ -188,11 +207,11 @@ def _reason(meta: dict) -> str:
     return str(meta.get("status", "unknown"))
 
 
-def worker(broker: str, concurrency: int | None = None, loglevel: str = "INFO") -> None:
+def worker(broker: str, concurrency: int | None = None, loglevel: str = "INFO", results: str | None = None) -> None:
     """Run a Celery worker for the grader on this machine (blocks until stopped)."""
     if reason := sandbox.unavailable_reason():
         print(f"warning: {reason}; this worker will answer every run with 'no sandbox'", flush=True)
-    app = make_app(broker)
+    app = make_app(broker, results)
     argv = ["worker", f"--loglevel={loglevel}", "--queues=dlcourse", "--without-mingle", "--without-gossip",
             f"--concurrency={concurrency or os.cpu_count() or 1}", "--pool=prefork"]
     app.worker_main(argv=argv)

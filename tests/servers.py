@@ -1,7 +1,7 @@
 """Real servers for the tests, started on this machine (loopback only) and stopped afterwards:
-Redis, PostgreSQL in a temporary data directory (as an unprivileged user), grader workers.
+Redis, PostgreSQL in a temporary data directory (as an unprivileged user), RabbitMQ, grader workers.
 
-`make test` installs redis-server and PostgreSQL from Debian packages when they are missing;
+`make test` installs redis-server, PostgreSQL and RabbitMQ from Debian packages when they are missing;
 run elsewhere without them, the tests that need them are skipped (under CI they fail instead).
 """
 from __future__ import annotations
@@ -101,26 +101,61 @@ def postgres_server():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_worker(broker: str, log: Path, concurrency: int = 1) -> subprocess.Popen:
+@contextlib.contextmanager
+def rabbitmq_server():
+    """A RabbitMQ node on 127.0.0.1 with its state in a temporary folder (its own epmd on a free
+    port, distribution on loopback too); yields the broker's URL."""
+    exe = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    epmd = shutil.which("epmd") or "/usr/bin/epmd"
+    if not os.path.exists(exe) or not os.path.exists(epmd):
+        missing("rabbitmq-server")
+    folder = Path(tempfile.mkdtemp(prefix="dlcourse-rabbitmq-"))
+    port, dist, epmd_port = free_port(), free_port(), free_port()
+    (folder / "enabled_plugins").write_text("[].")
+    env = {**os.environ, "HOME": str(folder), "RABBITMQ_NODENAME": f"dlcourse{port}@localhost",
+           "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(dist),
+           "ERL_EPMD_ADDRESS": "127.0.0.1", "ERL_EPMD_PORT": str(epmd_port),
+           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+           "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"), "RABBITMQ_LOG_BASE": str(folder / "log"),
+           "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"), "RABBITMQ_PID_FILE": str(folder / "pid"),
+           "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq"), "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
+           "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf")}
+    log = (folder / "server.log").open("wb")
+    procs = [subprocess.Popen([epmd, "-address", "127.0.0.1", "-port", str(epmd_port)], env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
+    procs.append(subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    try:
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, 60, "RabbitMQ")
+        yield f"amqp://guest:guest@127.0.0.1:{port}//"
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_worker(broker: str, log: Path, concurrency: int = 1, results: str | None = None,
+                 env: dict | None = None) -> subprocess.Popen:
     """`python -m grader worker` as an instructor starts it on a grading machine."""
+    extra = ["--results", results] if results else []
     return subprocess.Popen([sys.executable, "-m", "grader", "worker", "--broker", broker,
-                             "--concurrency", str(concurrency)], cwd=REPO, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                             "--concurrency", str(concurrency), *extra], cwd=REPO, stdout=log.open("ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
 
 
-def wait_for_workers(broker: str, n: int, seconds: float = 90) -> None:
+def wait_for_workers(broker: str, n: int, seconds: float = 90, results: str | None = None) -> None:
     from grader.broker import make_app
 
-    app = make_app(broker)
+    app = make_app(broker, results)
     wait_for(lambda: len(app.control.ping(timeout=1.0)) >= n, seconds, f"{n} grader workers")
 
 
 @contextlib.contextmanager
-def workers(broker: str, logs: Path, n: int = 2):
+def workers(broker: str, logs: Path, n: int = 2, results: str | None = None, env: dict | None = None):
     """n grader workers (one process each) serving `broker`, ready to take tasks; stopped afterwards."""
-    procs = [start_worker(broker, logs / f"worker{i}.log") for i in range(n)]
+    procs = [start_worker(broker, logs / f"worker{i}.log", results=results, env=env) for i in range(n)]
     try:
-        wait_for_workers(broker, n)
+        wait_for_workers(broker, n, results=results)
         yield procs
     finally:
         for proc in procs:

@@ -20,10 +20,12 @@ from grader import autograde, pipeline
 from grader.__main__ import main
 from grader.broker import CeleryPool
 from grader.gradebook import Gradebook
+from nbgrader.api import MissingEntry
 
 NAME = pipeline.assignments()[0]
 FILE = f"{NAME}.ipynb"
 LIMITS = autograde.sandbox.Limits(cell_seconds=30, notebook_seconds=120)
+CLASS = ["ann", "ben", "cat", "dan"]  # the graded fixture's students with a notebook
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,82 @@ def test_workers_and_postgresql_grade_as_the_local_pool_does(cluster, graded):
     rows = lambda course: list(csv.DictReader(pipeline.export(NAME, course).open()))
     assert rows(graded["remote"]) == rows(graded["local"])
     with Gradebook(cluster["db"]) as gb:
-        assert sorted(s.student.id for s in gb.find_assignment(NAME).submissions) == ["ann", "ben", "cat", "dan"]
+        ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
+        assert sorted(i for i in ids if i in CLASS) == CLASS  # other tests grade other students here
+
+
+def test_teaching_assistants_grade_in_the_gradebook_while_a_batch_is_recorded(cluster, graded, tmp_path):
+    """Three TAs save manual grades and comments as formgrader's API does (nbgrader's GradeHandler
+    and CommentHandler), in their own PostgreSQL sessions, while a batch is recorded and regraded."""
+    release = graded["remote"] / "release" / NAME / FILE
+    students = [f"ta{i:02d}" for i in range(12)]
+    for student in students:
+        S.write(tmp_path / student, S.solved(release, NAME), FILE)
+    with Gradebook(cluster["db"]) as gb:
+        written = next(c.name for c in gb.find_notebook(NAME, NAME).grade_cells if c.cell_type == "markdown")
+    done, saved, errors, times = threading.Event(), {}, [], []
+
+    def assistant(ta: int) -> None:
+        mine = students[ta::3]
+        try:
+            with Gradebook(cluster["db"]) as gb:
+                for round_ in range(10_000):
+                    for student in mine:
+                        try:
+                            grade = gb.find_grade(written, NAME, NAME, student)
+                            comment = gb.find_comment(written, NAME, NAME, student)
+                        except MissingEntry:  # not recorded yet
+                            gb.db.rollback()
+                            continue
+                        grade.manual_score, grade.extra_credit = float(round_ % 3), None  # GradeHandler.put
+                        grade.needs_manual_grade = False
+                        gb.db.commit()
+                        comment.manual_comment = f"TA {ta}, round {round_}"  # CommentHandler.put
+                        gb.db.commit()
+                        saved[student] = (grade.manual_score, comment.manual_comment)
+                        times.append(time.monotonic())
+                    if done.is_set() and len(saved.keys() & set(mine)) == len(mine):
+                        return
+                    time.sleep(0.05)
+        except Exception as err:  # noqa: BLE001 (reported below)
+            errors.append(f"TA {ta}: {type(err).__name__}: {err}")
+
+    tas = [threading.Thread(target=assistant, args=(ta,)) for ta in range(3)]
+    for ta in tas:
+        ta.start()
+    try:
+        for regrade in (False, True):  # the regrade writes the very rows the TAs are grading
+            outcomes = autograde.autograde(NAME, tmp_path, graded["remote"], limits=LIMITS,
+                                           executor=CeleryPool(cluster["broker"]), regrade=regrade)
+        batch_end = time.monotonic()
+    finally:
+        done.set()
+        for ta in tas:
+            ta.join(timeout=120)
+    assert not errors, errors
+    assert sum(t < batch_end for t in times) >= len(students), "the TAs did not grade during the batch"
+    assert all(o.status == "graded" for o in outcomes), [o.notes for o in outcomes]
+    honest = graded["pool"][0]
+    with Gradebook(cluster["db"]) as gb:
+        for student in students:
+            grade = gb.find_grade(written, NAME, NAME, student)
+            comment = gb.find_comment(written, NAME, NAME, student)
+            assert (grade.manual_score, comment.manual_comment) == saved[student], student  # the TA's last word
+            total = gb.find_submission(NAME, student).score  # the automatic points, and the TA's
+            assert total == pytest.approx(honest.score + grade.manual_score), student
+
+
+def test_rabbitmq_as_the_broker_grades_as_redis_does(cluster, graded, tmp_path):
+    """RabbitMQ carries the run requests, the Redis server of the cluster (another database) the results."""
+    results = cluster["broker"].rsplit("/", 1)[0] + "/1"
+    course = pipeline.course_dir(tmp_path / "course")
+    pipeline.release(NAME, course)
+    with servers.rabbitmq_server() as broker, servers.workers(broker, tmp_path, n=1, results=results):
+        with pytest.raises(pipeline.GraderError, match="need a Redis server"):
+            CeleryPool(broker)
+        outcomes = autograde.autograde(NAME, graded["subs"], course, limits=LIMITS,
+                                       executor=CeleryPool(broker, results))
+    assert _rows(outcomes) == _rows(graded["pool"])
 
 
 def _mid_run_pool_process(workers) -> psutil.Process | None:
@@ -96,7 +173,35 @@ def test_a_worker_killed_in_the_middle_of_a_run_loses_nothing_and_counts_nothing
     assert killed, "no run was caught in the middle"
     assert _rows(again) == _rows(graded["pool"])
     with Gradebook(cluster["db"]) as gb:
-        assert len(gb.find_assignment(NAME).submissions) == 4  # regraded in place, once each
+        ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
+        assert sorted(i for i in ids if i in CLASS) == CLASS  # regraded in place, once each
+
+
+def test_a_worker_machine_that_dies_mid_run_loses_nothing(graded, tmp_path):
+    """Every process of one worker killed at once in the middle of a run, as when its machine dies:
+    Redis delivers the unacknowledged run again once its visibility timeout has passed (8 s here,
+    10 minutes by default), to the worker that is left."""
+    release = graded["remote"] / "release" / NAME / FILE
+    students = [f"m{i:02d}" for i in range(6)]
+    for student in students:
+        S.write(tmp_path / "subs" / student, S.solved(release, NAME), FILE)
+    env = {"DLCOURSE_VISIBILITY_SECONDS": "8"}
+    with servers.redis_server() as (broker, _), servers.workers(broker, tmp_path, env=env) as procs:
+        done: dict = {}
+        batch = threading.Thread(target=lambda: done.update(outcomes=autograde.autograde(
+            NAME, tmp_path / "subs", graded["remote"], limits=LIMITS, executor=CeleryPool(broker))))
+        batch.start()
+        servers.wait_for(lambda: _mid_run_pool_process(procs), 120, "a run in progress")
+        busy = next(w for w in procs if _mid_run_pool_process([w]))
+        servers.stop(busy)  # the worker's main process, its pool process and its sandbox, at once
+        batch.join(timeout=300)
+    assert not batch.is_alive(), "the run of the dead machine was never delivered again"
+    honest = graded["pool"][0]
+    for o in done["outcomes"]:
+        assert (o.status, o.score, o.max_score) == ("graded", honest.score, honest.max_score), o
+    with Gradebook(pipeline.db_url(graded["remote"])) as gb:
+        ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
+        assert sorted(i for i in ids if i in students) == students  # each once
 
 
 def test_an_unreachable_database_or_broker_stops_before_any_work(cluster, graded, tmp_path, capsys):

@@ -524,3 +524,20 @@ def test_only_a_run_that_ended_without_a_report_is_run_again():
     reported = RunResult(id="a", notebook={}, records={}, events=[{"event": "kernel_died", "cell": 2}], seconds=1.0)
     assert lost(killed) and not lost(timed_out) and not lost(reported)
     assert not lost(RunResult.failed("a", "no sandbox on worker h1"))
+
+
+def test_the_broker_is_redis_or_rabbitmq_and_results_always_go_to_redis(monkeypatch):
+    from grader.broker import VISIBILITY_ENV, make_app
+    from grader.report import GraderError
+
+    app = make_app("redis://:secret@queue:6379/0")
+    assert app.conf.result_backend == "redis://:secret@queue:6379/0"  # the broker's Redis keeps the results
+    assert app.conf.broker_transport_options["visibility_timeout"] == 600
+    monkeypatch.setenv(VISIBILITY_ENV, "30")
+    assert make_app("redis://queue/0").conf.broker_transport_options["visibility_timeout"] == 30
+    assert make_app("amqp://u:p@mq:5672//", "redis://store/1").conf.result_backend == "redis://store/1"
+    with pytest.raises(GraderError, match=r"need a Redis server: give its URL with --results"):
+        make_app("amqp://u:secret@mq:5672//")
+    with pytest.raises(GraderError, match=r"Redis .* or RabbitMQ") as refused:
+        make_app("sqs://u:secret@aws")
+    assert "secret" not in str(refused.value)  # the password is never printed

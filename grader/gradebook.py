@@ -19,7 +19,7 @@ from nbgrader import utils as nbutils
 from nbgrader.api import (Comment, Grade, Gradebook, Student, SubmittedAssignment, SubmittedNotebook,
                           new_uuid)
 from nbgrader.preprocessors import LimitOutput
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 # How much output an autograded notebook keeps (grader/nbgrader_config.py gives nbgrader's own apps the same)
 OUTPUT_LINES, TRACEBACK_LINES = 500, 50
@@ -128,6 +128,7 @@ class GradebookWriter:
         self.layout = Layout(source_cells(self.gb, name),
                              {c.name: c.id for c in [*notebook.grade_cells, *notebook.task_cells]},
                              {c.name: c.id for c in [*notebook.solution_cells, *notebook.task_cells]})
+        self.max_score = float(self.assignment.max_score)
         self.pending: list[Pending] = []
 
     def __enter__(self) -> "GradebookWriter":
@@ -196,9 +197,16 @@ class GradebookWriter:
         return totals
 
     def totals(self, students: list[str]) -> dict[str, Total]:
-        """The recorded totals, manual grades included, of those of `students` with a submission."""
-        rows = self.gb.db.execute(select(SubmittedAssignment.student_id, SubmittedAssignment.score,
-                                         SubmittedAssignment.max_score, SubmittedAssignment.needs_manual_grade)
-                                  .where(SubmittedAssignment.assignment_id == self.assignment.id,
-                                         SubmittedAssignment.student_id.in_(students)))
-        return {s: Total(float(score), float(top), bool(manual)) for s, score, top, manual in rows}
+        """The recorded totals, manual grades included, of those of `students` with a submission:
+        nbgrader's SubmittedAssignment.score, max_score and needs_manual_grade, summed in one
+        grouped query over this notebook's grade rows (nbgrader's own per-row subqueries scan the
+        whole grade table for each student, which grows with the class)."""
+        sub, nb = SubmittedAssignment, SubmittedNotebook
+        manual = func.max(case((Grade.needs_manual_grade, 1), else_=0))
+        rows = self.gb.db.execute(
+            select(sub.student_id, func.coalesce(func.sum(Grade.score), 0.0), func.coalesce(manual, 0))
+            .join(nb, and_(nb.assignment_id == sub.id, nb.notebook_id == self.notebook_id))
+            .outerjoin(Grade, and_(Grade.notebook_id == nb.id, Grade.cell_id.in_(list(self.layout.graded.values()))))
+            .where(sub.assignment_id == self.assignment.id, sub.student_id.in_(students))
+            .group_by(sub.student_id))
+        return {s: Total(float(score), self.max_score, bool(flag)) for s, score, flag in rows}

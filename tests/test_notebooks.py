@@ -1,4 +1,5 @@
 """Every lecture is a pair, the pair is in sync, and the committed .ipynb carries clean outputs."""
+import re
 from pathlib import Path
 
 import jupytext
@@ -46,3 +47,67 @@ def test_lecture_has_the_page_structure(md):
     for cell in figures:
         assert cell.metadata["mystnb"]["figure"].get("name"), "every figure needs a name to be referred to"
         assert cell.metadata["mystnb"].get("image", {}).get("alt"), "every figure needs alt text"
+
+
+# --- numbers in the prose come from the page's outputs ---------------------------------------------
+
+# A number with a decimal point or a percent sign in a lecture's prose, caption or alt text must
+# be pasted from an output by a glue role ({glue:text}`key:.2f`), or be a definition or a
+# constant listed here: page -> {number as written: why it is not measured}.
+CONSTANTS = {
+    "01_embeddings": {"1%": "the synthetic corpus's share of medicine, set by its generator"},
+    "02_lstm": {"0.5": "a weight scale of the experiment", "25%": "chance among four classes"},
+    "03_rnn_applications": {"30%": "the review generator's share of clauses with 'not'"},
+    "06_autoencoders": {"0.5": "the masking probability, and the AUC of chance"},
+    "07_elbo": {"0.5": "a value of the example's X", "0.2": "the plot's axis range",
+                "2.25": "the example's mean E[X], by hand"},
+    "08_vae": {"0.01": "the threshold of an active dimension",
+               "86%": "the prior mass within radius 2 in two dimensions, 1 - e^-2",
+               "0.5": "an alpha or beta of the sweep", "1.5": "an alpha of the sweep"},
+    "09_vq_vae": {"0.1": "a temperature of the sweep"},
+    "10_gans": {"1 %": "the definition of a covered mode"},
+    "10c_gan_digits": {"0.2": "LeakyReLU's slope, as in DCGAN"},
+    "11_diffusion": {"0.999": "the cosine schedule's clip", "0.8": "a mixture weight",
+                     "0.2": "a mixture weight"},
+}
+NUMBER = re.compile(r"(?<![\w.\-])\d+\.\d+(?![\w.]*\d)|(?<![\w.])\d+(?:\.\d+)?\s?%")
+
+
+def prose(text: str) -> str:
+    """Markdown without what may hold numbers freely: math, code, roles (glue, cite, ref, eq),
+    headings, and section numbers."""
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
+    text = re.sub(r"\$[^$]*\$", " ", text)
+    text = re.sub(r"\{[a-z:]+\}`[^`]*`", " ", text)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"^#+ .*$", " ", text, flags=re.M)
+    return re.sub(r"(?i)\b(sections?|chapters?)\s+\d+[a-c]?(\.\d+)*( (and|or|to) \d+(\.\d+)*)?", " ", text)
+
+
+def literal_numbers(nb) -> list[str]:
+    """The numbers written by hand in a notebook's markdown cells and figure captions and alt texts."""
+    found = []
+    for cell in nb.cells:
+        texts = [cell.source] if cell.cell_type == "markdown" else []
+        figure = cell.metadata.get("mystnb", {}) if cell.cell_type == "code" else {}
+        texts += [str(figure.get("figure", {}).get("caption", "")), str(figure.get("image", {}).get("alt", ""))]
+        found += [m.group(0) for text in texts for m in NUMBER.finditer(prose(text))]
+    return found
+
+
+@pytest.mark.parametrize("md", LECTURES, ids=lambda p: p.stem)
+def test_measured_numbers_in_the_prose_come_from_the_outputs(md):
+    allowed = CONSTANTS.get(md.stem, {})
+    written = [n for n in literal_numbers(jupytext.read(md)) if n not in allowed]
+    assert not written, f"numbers written by hand (glue them from an output, or list a constant): {written}"
+
+
+def test_the_number_check_catches_a_planted_literal():
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("The accuracy reached 0.93, and 12% of runs failed; $p = 0.5$, `lr=0.01`, "
+                             "{glue:text}`acc:.2f` and section 3.2 are fine."),
+        v4.new_code_cell("plot()", metadata={"mystnb": {"figure": {"caption": "Loss after 2.5 epochs."},
+                                                          "image": {"alt": "A curve falling to 0.4."}}})])
+    assert literal_numbers(nb) == ["0.93", "12%", "2.5", "0.4"]
+

@@ -1,4 +1,4 @@
-"""Seeding, device choice and the quiet switch for progress bars."""
+"""Seeding, device choice, the quiet switch for progress bars, and values for a page's prose."""
 from __future__ import annotations
 
 import os
@@ -37,3 +37,14 @@ def is_quiet() -> bool:
     stderr, and a static page should not show a frozen bar.
     """
     return any(os.environ.get(name, "").strip() not in ("", "0", "false") for name in QUIET_ENV_VARS)
+
+
+def glue(name: str, value: float | int | str) -> None:
+    """Keep `value` under `name` for the page's text, which pastes it with {glue:text}`name:.2f`
+    (MyST-NB's glue), so that a number in the prose is the number this run printed. Without
+    MyST-NB (on Colab, say) there is no page to paste into, and nothing happens."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)

@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install sandbox browser services book book-all test test-fast bench bench-grading bench-cluster notebooks assignment-pages clean
+.PHONY: install sandbox browser services book book-all test test-fast bench bench-grading bench-cluster notebooks assignment-pages repository clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -83,6 +83,12 @@ notebooks: $(STAMP)  ## re-execute every lecture .md into its paired .ipynb (out
 
 assignment-pages: $(STAMP)  ## book/assignments/: the student release of every assignment, as site pages
 	$(BIN)/python -m grader.pages
+
+repository: $(STAMP)  ## after changing repository.url in _config.yml (a fork): write it into every install cell
+	@url=$$($(BIN)/python -c 'from grader.pages import repository_url; print(repository_url())'); \
+	  sed -i -E "s#(git\+|git clone )https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+#\1$$url#g" \
+	    notebooks/*.md notebooks/*.ipynb solutions/*.md book/setup.md && echo "the course now installs from $$url"
+	$(MAKE) assignment-pages
 
 clean:
 	rm -rf _build test-results bench-results

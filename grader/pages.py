@@ -15,11 +15,23 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import yaml
 
 from . import pipeline
 
 PAGES = pipeline.REPO / "book" / "assignments"
-COLAB = "https://colab.research.google.com/github/dlcourse/deep-generative-course/blob/main/book/assignments/{name}.ipynb"
+
+
+def repository_url() -> str:
+    """The course repository's address: `repository.url` in _config.yml, its one source. (The
+    install cells of the notebooks carry a copy, written there by `make repository`.)"""
+    return yaml.safe_load((pipeline.REPO / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+
+
+def colab_url(name: str) -> str:
+    """Where Colab opens the assignment's student notebook, from the repository on GitHub."""
+    path = repository_url().removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{path}/blob/main/book/assignments/{name}.ipynb"
 
 
 def comparable(nb: nbformat.NotebookNode) -> list[tuple[str, str, dict]]:
@@ -31,7 +43,7 @@ def page(name: str, release: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The release as a site page: the same cells, with the links after the title cell."""
     nb = nbformat.from_dict(release)
     links = nbformat.v4.new_markdown_cell(
-        f"[Download the notebook](path:{name}.ipynb) · [Open in Colab]({COLAB.format(name=name)}) · "
+        f"[Download the notebook](path:{name}.ipynb) · [Open in Colab]({colab_url(name)}) · "
         "Work through it in Jupyter with the course installed (see {doc}`../setup`), or on Colab, "
         "where its first cell installs the course. Hand in the notebook as your course asks."
     )

@@ -111,3 +111,27 @@ def test_the_number_check_catches_a_planted_literal():
                                                           "image": {"alt": "A curve falling to 0.4."}}})])
     assert literal_numbers(nb) == ["0.93", "12%", "2.5", "0.4"]
 
+
+# --- the repository's address has one source: repository.url in _config.yml ----------------------
+
+INSTALLS = re.compile(r"(?:git\+|git clone )(https://github\.com/[\w.-]+/[\w.-]+)")
+
+
+def addresses_other_than(url: str) -> dict[str, set[str]]:
+    """file -> the course addresses in it (install cells, clone commands) that are not `url`."""
+    files = [*REPO.glob("notebooks/*.md"), *REPO.glob("notebooks/*.ipynb"), *REPO.glob("solutions/*.md"),
+             *REPO.glob("book/assignments/*"), REPO / "book" / "setup.md"]
+    found = {str(p.relative_to(REPO)): set(INSTALLS.findall(p.read_text())) - {url} for p in files}
+    return {path: urls for path, urls in found.items() if urls}
+
+
+def test_every_install_cell_and_link_has_the_address_of_config():
+    from grader import pages
+
+    url = pages.repository_url()
+    assert not addresses_other_than(url), "run `make repository` after changing repository.url"
+    for md in [*LECTURES, *(REPO / "solutions").glob("*.md")]:
+        assert f'REPO = "git+{url}"' in md.read_text(), f"{md.name} has no install cell"
+    owner_and_name = url.removeprefix("https://github.com/")
+    assert pages.colab_url("01_embeddings").startswith(f"https://colab.research.google.com/github/{owner_and_name}/")
+    assert len(addresses_other_than("https://github.com/a-fork/course")) > 60  # a fork that forgot is caught

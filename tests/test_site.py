@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from grader import pipeline
+from grader import pages, pipeline
 from test_grader import secret_lines
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def test_every_assignment_has_a_page_with_its_download_and_colab_link(site):
     for name in pipeline.assignments():
         html = (site / "book" / "assignments" / f"{name}.html").read_text()
         assert "YOUR CODE HERE" in html and re.search(rf'href="[^"]*_downloads/[^"]*/{name}.ipynb"', html)
-        assert f"colab.research.google.com/github/dlcourse/deep-generative-course/blob/main/book/assignments/{name}.ipynb" in html
+        assert pages.colab_url(name) in html
         assert list(site.glob(f"_downloads/*/{name}.ipynb")), f"no download of {name}.ipynb"
 
 

@@ -30,14 +30,19 @@ from .trusted import Stages
 
 BATCH_SIZE = 32  # submissions per gradebook transaction
 BATCH_SECONDS = 10.0  # or fewer, when results come in slowly
-RECORDED = "recorded.jsonl"  # in COURSE/runs/NAME/: a line per outcome written to the gradebook, the last one counts
+
+
+def recorded_log(course: Path, name: str) -> Path:
+    """COURSE/runs/NAME.recorded.jsonl: a line per outcome written to the gradebook, the last one
+    per student counts. (Beside the students' folders, not among them: any name could be a student's.)"""
+    return course / "runs" / f"{name}.recorded.jsonl"
 
 
 def recorded(course: Path, name: str) -> dict[str, dict]:
     """student -> {"key": ..., "outcome": {...}}: what this command last wrote to the gradebook for
     each student. Lines are appended after each commit; a line torn by a crash is skipped (its
     submissions are simply graded again)."""
-    path = course / "runs" / name / RECORDED
+    path = recorded_log(course, name)
     entries = {}
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
@@ -150,7 +155,7 @@ class Batch:
             outcome.score, outcome.max_score = total.score, total.max_score
             outcome.needs_manual_grade = total.needs_manual_grade
         # In the gradebook now: a rerun of this command after a crash need not run them again.
-        log = self.course / "runs" / self.name / RECORDED
+        log = recorded_log(self.course, self.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as out:
             out.write("".join(json.dumps({"key": self.key, "outcome": asdict(o)}) + "\n" for o in queued))

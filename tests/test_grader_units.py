@@ -505,10 +505,10 @@ def test_the_local_pool_runs_requests_and_answers_each_one_even_when_broken():
 
 
 def test_the_resume_log_keeps_the_last_line_per_student_and_skips_a_torn_one(tmp_path):
-    from grader.autograde import RECORDED, recorded
+    from grader.autograde import recorded, recorded_log
 
     assert recorded(tmp_path, "a1") == {}
-    log = tmp_path / "runs" / "a1" / RECORDED
+    log = recorded_log(tmp_path, "a1")
     log.parent.mkdir(parents=True)
     line = lambda student, key: json.dumps({"key": key, "outcome": {"student": student}}) + "\n"
     log.write_text(line("alice", "k1") + line("bob", "k1") + line("alice", "k2") + line("carol", "k2")[:20])

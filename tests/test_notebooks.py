@@ -135,3 +135,12 @@ def test_every_install_cell_and_link_has_the_address_of_config():
     owner_and_name = url.removeprefix("https://github.com/")
     assert pages.colab_url("01_embeddings").startswith(f"https://colab.research.google.com/github/{owner_and_name}/")
     assert len(addresses_other_than("https://github.com/a-fork/course")) > 60  # a fork that forgot is caught
+
+
+def test_assignment_code_fits_the_page():
+    """Every line of code on an assignment page is seen whole (88 columns), without scrolling."""
+    pages = sorted((REPO / "book" / "assignments").glob("*.ipynb"))
+    assert pages
+    long = [(p.stem, line) for p in pages for cell in nbformat.read(p, as_version=4).cells
+            if cell.cell_type == "code" for line in cell.source.splitlines() if len(line) > 88]
+    assert not long, f"{len(long)} lines over 88 columns, e.g. {long[:3]} (wrap them in solutions/)"

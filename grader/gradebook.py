@@ -1,7 +1,8 @@
 """The record stage (trusted): the one writer of scores into nbgrader's gradebook.
 
-Scores go straight from the score stage into nbgrader's own gradebook models (nbgrader.api:
-Student, SubmittedAssignment, Grade, Comment), many submissions per transaction, so that
+Scores go straight from the score stage into the tables of nbgrader's own gradebook models
+(nbgrader.api: Student, SubmittedAssignment, Grade, Comment), many submissions per transaction
+in a few set-based statements, so that
 formgrader, manual grading, feedback and export work as they do after `nbgrader autograde`:
 the rows are the ones nbgrader's SaveAutoGrades and AssignLatePenalties write, and the
 notebook kept in autograded/ is the one its OverwriteCells and LimitOutput make. No nbgrader

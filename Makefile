@@ -67,7 +67,7 @@ test: $(STAMP) sandbox browser services  ## the whole suite: utils, notebooks (n
 
 # The unit tests of utils and of the grader's stages (and the sandbox itself): about a minute.
 test-fast: $(STAMP) sandbox  ## unit tests only: utils, the grader's stages, the sandbox
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests/test_utils_*.py tests/test_grader_units.py tests/test_sandbox.py
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests/test_utils_*.py tests/test_grader_units.py tests/test_grader_lms.py tests/test_sandbox.py
 
 bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one autograde
 	$(BIN)/python tests/bench.py

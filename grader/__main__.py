@@ -1,9 +1,12 @@
 """python -m grader: the instructor's commands, one per step, in the order they are run.
 
   python -m grader release   [ASSIGNMENT ...]            build the student notebooks
-  python -m grader autograde ASSIGNMENT --submissions DIR grade one folder per student
+  python -m grader collect   ASSIGNMENT --download ZIP --roster CSV   an LMS download -> one folder per student
+  python -m grader autograde ASSIGNMENT [--submissions DIR]  grade (default: what collect made)
+  python -m grader status    ASSIGNMENT                   counts, missing, manual grading, late
   python -m grader feedback  ASSIGNMENT                   HTML feedback per student
-  python -m grader export    ASSIGNMENT [--to FILE]       grades as CSV
+  python -m grader similarity ASSIGNMENT                  pairs of unusually similar answers
+  python -m grader export    ASSIGNMENT [--lms canvas|moodle] [--to FILE]   grades as CSV
   python -m grader worker    --broker URL                 run other machines' grading here
 
 Every command but worker takes --course DIR (or $DLCOURSE_COURSE_DIR): the course directory,
@@ -37,9 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="solutions/*.md -> student notebooks in COURSE/release")
     p.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
+    p = sub.add_parser("collect", help="a Canvas or Moodle submissions download -> one folder per student id")
+    p.add_argument("assignment")
+    p.add_argument("--download", required=True, type=Path, help="the LMS's submissions zip, or the folder it unpacked to")
+    p.add_argument("--roster", required=True, type=Path,
+                   help="CSV: student_id and any of name, canvas_id, moodle_id, email, sis_user_id, sis_login_id, section")
+    p.add_argument("--times", type=Path, help="CSV with columns id,submitted_at: when each student handed in")
     p = sub.add_parser("autograde", help="grade a folder of submissions, one folder per student id")
     p.add_argument("assignment")
-    p.add_argument("--submissions", required=True, type=Path, help="folder with one sub-folder per student")
+    p.add_argument("--submissions", type=Path,
+                   help="folder with one sub-folder per student (default: COURSE/collected/ASSIGNMENT, made by collect)")
     p.add_argument("--workers", type=int, help="submissions graded at once (default: one per CPU core)")
     p.add_argument("--cell-seconds", type=float, default=sandbox.Limits.cell_seconds,
                    help=f"time limit per cell (default {sandbox.Limits.cell_seconds:g})")
@@ -54,9 +64,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="run every submission again, also those already graded for the same upload")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
     p.add_argument("assignment")
-    p = sub.add_parser("export", help="grades as CSV")
+    p = sub.add_parser("status", help="where a batch stands: counts by status, missing, manual grading, late")
     p.add_argument("assignment")
-    p.add_argument("--to", type=Path, help="CSV file to write (default: COURSE/exports/ASSIGNMENT.csv)")
+    p = sub.add_parser("similarity", help="pairs of submissions whose answer cells are unusually similar")
+    p.add_argument("assignment")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="the share of one's answer code that must match for a pair to be listed (default 0.5)")
+    p = sub.add_parser("export", help="grades as CSV, plain or for the LMS's grade import")
+    p.add_argument("assignment")
+    p.add_argument("--to", type=Path, help="CSV file to write (default: COURSE/exports/ASSIGNMENT[.LMS].csv)")
+    p.add_argument("--lms", choices=("plain", "canvas", "moodle"), default="plain", help="the columns (default plain)")
+    p.add_argument("--missing", choices=("empty", "zero"), default="empty",
+                   help="the score of a roster student with nothing handed in (default: empty, no grade)")
+    p.add_argument("--column", help="canvas: the assignment's column, \"Name (ID)\" as Canvas exports it")
     p = sub.add_parser("worker", help="run grading tasks sent through a broker, on this machine")
     p.add_argument("--broker", help=f"the Redis or RabbitMQ URL that autograde sends to (default: ${BROKER_ENV})")
     p.add_argument("--results", help=f"the Redis URL for run results, when the broker is RabbitMQ (default: ${RESULTS_ENV})")
@@ -77,7 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         course = pipeline.course_dir(args.course_after or args.course)
         if db := args.db_after or args.db or os.environ.get(pipeline.DB_ENV):
             pipeline.use_database(course, db)
-        if args.command == "release":
+        if args.command == "collect":
+            from . import collect
+
+            for line in collect.summary(collect.collect(args.assignment, args.download, args.roster, course, args.times)):
+                print(line)
+        elif args.command == "status":
+            from . import status
+
+            for line in status.status(args.assignment, course):
+                print(line)
+        elif args.command == "similarity":
+            from . import similarity
+
+            for line in similarity.summary(similarity.report(args.assignment, course, args.threshold)):
+                print(line)
+        elif args.command == "release":
             for name in args.assignments or pipeline.assignments():
                 print(f"released {name}: {pipeline.release(name, course)}")
         elif args.command == "autograde":
@@ -87,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                 from .broker import CeleryPool
 
                 executor = CeleryPool(broker, args.results or os.environ.get(RESULTS_ENV))
-            outcomes = autograde.autograde(args.assignment, args.submissions, course, limits=limits,
+            submissions = args.submissions or course / "collected" / args.assignment
+            outcomes = autograde.autograde(args.assignment, submissions, course, limits=limits,
                                            workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox,
                                            executor=executor, regrade=args.regrade)
             print(f"{'student':20s} {'status':10s} {'score':>9s}  notes")
             for o in outcomes:
-                score = f"{o.score:g}/{o.max_score:g}" if o.status == "graded" else "-"
+                score = f"{max(0.0, o.score - o.late_penalty):g}/{o.max_score:g}" if o.status == "graded" else "-"
                 manual = " (+ manual grading)" if o.needs_manual_grade else ""
                 flag = "FLAGGED " if o.flagged else ""
                 print(f"{o.student:20s} {o.status:10s} {score:>9s}  {flag}{'; '.join(o.notes)}{manual}")
@@ -104,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: {line}", file=sys.stderr)
             return 1 if problems else 0
         elif args.command == "export":
-            print(f"grades: {pipeline.export(args.assignment, course, args.to)}")
+            from . import exports
+
+            print(f"grades: {exports.export(args.assignment, course, args.to, args.lms, args.missing, args.column)}")
     except pipeline.GraderError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

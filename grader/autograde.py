@@ -13,16 +13,21 @@ COURSE/reports/NAME.json.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
+from tqdm import tqdm
+
+from utils import system
 
 from . import intake, sandbox
 from .executors import Executor, LocalPool
 from .gradebook import GradebookWriter
+from .late import Deadlines
 from .messages import RunRequest, RunResult
 from .pipeline import check_assignment, check_database, db_url, read_reference
 from .report import GraderError, Outcome, write_report
@@ -51,6 +56,10 @@ def recorded(course: Path, name: str) -> dict[str, dict]:
         except (ValueError, KeyError, TypeError):
             continue
     return entries
+
+
+def late_fields(outcome: Outcome) -> dict:
+    return {"submitted_at": outcome.submitted_at, "days_late": outcome.days_late, "late_penalty": outcome.late_penalty}
 
 
 def lost(result: RunResult) -> bool:
@@ -100,6 +109,8 @@ class Batch:
         try:
             if kept is None or kept["key"] != self.key or kept["outcome"]["upload_sha256"] != outcome.upload_sha256:
                 return None
+            if [kept["outcome"].get(k, v) for k, v in late_fields(outcome).items()] != list(late_fields(outcome).values()):
+                return None  # handed in at another time, or the due date or policy changed: graded again
             earlier = Outcome(**kept["outcome"])
         except (KeyError, TypeError):
             return None
@@ -189,7 +200,8 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
                           "Install bubblewrap, or pass --unsafe-no-sandbox to grade work you trust.")
     submissions = Path(submissions).resolve()
     if not submissions.is_dir():
-        raise GraderError(f"the submissions folder {submissions} does not exist")
+        raise GraderError(f"the submissions folder {submissions} does not exist (for an LMS download, run "
+                          f"`python -m grader collect {name} --download ZIP --roster CSV` first)")
     check_database(db_url(course))  # before any work: a batch that cannot be recorded is not started
     try:
         getattr(executor, "check", lambda: None)()
@@ -199,21 +211,29 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
                                    nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4))
     folders = sorted(submissions.iterdir())
     with GradebookWriter(db_url(course), name) as writer:
+        deadlines = Deadlines.read(course)
+        writer.set_duedate(deadlines.due.get(name))
         stages = Stages(name, course, assignment, read_reference(course, name), writer.layout, limits,
-                        sandboxed=reason is None)
+                        sandboxed=reason is None, deadlines=deadlines, max_score=writer.max_score)
         batch = Batch(stages, regrade)
         queued, last = [], time.perf_counter()
+        bar = tqdm(total=len(folders), desc=f"grading {name}", unit="submission", disable=system.is_quiet(),
+                   file=sys.stderr, smoothing=0.1)
         try:
             # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).
             for requests in (batch.requests_for(folders, writer), batch.retries):
                 for result in executor.map_unordered(requests):
+                    retries = len(batch.retries)
                     if (outcome := batch.score(result, writer)) is not None:
                         queued.append(outcome)
+                    bar.update(len(batch.retries) == retries)  # a run sent again is not done yet
                     if len(queued) >= BATCH_SIZE or time.perf_counter() - last > BATCH_SECONDS:
                         batch.record(queued, writer)
                         queued, last = [], time.perf_counter()
         finally:  # what was scored is recorded, even when the executor gives up (a rerun resumes from it)
             batch.record(queued, writer)
+            bar.update(bar.total - bar.n)  # those with nothing to run
+            bar.close()
     for student in list(batch.requests):  # an executor that never answered for these
         outcome = batch.outcomes[student]
         outcome.status = "error"

@@ -13,6 +13,7 @@ comments are kept, and a cell with a manual score stays marked for review (nbgra
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from nbformat import NotebookNode
@@ -72,6 +73,9 @@ class Pending:
     student: str
     auto_scores: dict[str, float | None]  # grade row's cell id -> auto_score (None: a grader must look)
     auto_comments: dict[str, str | None]  # comment row's cell id -> auto_comment
+    timestamp: dt.datetime | None = None  # when it was handed in, naive UTC (nbgrader's convention)
+    extension: dt.timedelta | None = None  # the student's extension of the due date
+    late_penalty: float | None = None  # points off for lateness (None: not late, or no due date)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,12 @@ class GradebookWriter:
             self.gb.db.rollback()
         self.gb.close()
 
+    def set_duedate(self, due: dt.datetime | None) -> None:
+        """The assignment's due date (naive UTC) in the gradebook, where formgrader shows it."""
+        if self.assignment.duedate != due:
+            self.assignment.duedate = due
+            self.gb.db.commit()
+
     def add(self, pending: Pending) -> None:
         """Queue one submission's values for the next commit."""
         self.pending.append(pending)
@@ -190,8 +200,13 @@ class GradebookWriter:
             db.execute(update(comment).where(comment.c.notebook_id == bindparam("nb"),
                                              comment.c.cell_id == bindparam("cell")).values(auto_comment=bindparam("text")),
                        comments)
-        nb = SubmittedNotebook.__table__  # no timestamps yet: nothing is late
-        db.execute(update(nb).where(nb.c.id.in_(list(ids.values()))).values(late_submission_penalty=None))
+        nb, sub = SubmittedNotebook.__table__, SubmittedAssignment.__table__
+        db.execute(update(nb).where(nb.c.id == bindparam("nb")).values(late_submission_penalty=bindparam("penalty")),
+                   [{"nb": ids[p.student], "penalty": p.late_penalty} for p in self.pending])
+        db.execute(update(sub).where(sub.c.id == select(nb.c.assignment_id).where(nb.c.id == bindparam("nb"))
+                                     .scalar_subquery())
+                   .values(timestamp=bindparam("when"), extension=bindparam("extension")),
+                   [{"nb": ids[p.student], "when": p.timestamp, "extension": p.extension} for p in self.pending])
         db.commit()
         totals = self.totals([p.student for p in self.pending])
         self.pending = []

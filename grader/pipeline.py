@@ -8,7 +8,6 @@ lives outside the repository, where the instructor chooses. (autograde: grader.a
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import sys
@@ -231,26 +230,3 @@ def feedback(name: str, course: Path) -> tuple[list[Path], list[str]]:
             continue
         files.append(html)
     return files, problems
-
-
-def export(name: str, course: Path, to: Path | None = None) -> Path:
-    """Grades of every submission in the last autograde report as CSV (one row per student)."""
-    outcomes = read_report(course, name)
-    to = Path(to) if to else course / "exports" / f"{name}.csv"
-    to.parent.mkdir(parents=True, exist_ok=True)
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(db_url(course)) as gb, to.open("w", newline="") as f:
-        max_score = float(gb.find_assignment(name).max_score)
-        writer = csv.writer(f)
-        writer.writerow(["student_id", "assignment", "status", "score", "max_score", "needs_manual_grade", "notes"])
-        for o in outcomes:
-            score, manual = 0.0, False
-            if o.status == "graded":
-                try:  # read again: manual grades entered after autograding count
-                    sub = gb.find_submission(name, o.student)
-                    score, manual = float(sub.score), bool(sub.needs_manual_grade)
-                except MissingEntry:
-                    pass
-            writer.writerow([o.student, name, o.status, f"{score:g}", f"{max_score:g}", manual, "; ".join(o.notes)])
-    return to

@@ -36,6 +36,9 @@ class Outcome:
     upload: str = ""
     flagged: bool = False  # the kernel was tampered with (the score is unaffected: it gains nothing)
     seconds: float = 0.0
+    submitted_at: str = ""  # ISO, UTC, from the submission's timestamp.txt ("" if unknown)
+    days_late: int = 0  # days or parts of days after the student's due date
+    late_penalty: float = 0.0  # points taken off by the course's late policy (grader.late)
 
 
 def write_report(course: Path, name: str, outcomes: list[Outcome]) -> Path:

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
 
-from . import canonical, intake, redact, sandbox, scoring
+from . import canonical, intake, late, redact, sandbox, scoring
 from .gradebook import Layout, Pending, overwrite_cells
 from .messages import RunRequest, RunResult
 from .report import Outcome
@@ -69,6 +68,8 @@ class Stages:
     layout: Layout
     limits: sandbox.Limits
     sandboxed: bool
+    deadlines: late.Deadlines = field(default_factory=late.Deadlines)
+    max_score: float = 0.0
     secrets: list = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,10 +78,24 @@ class Stages:
     def take(self, folder: Path) -> intake.Intake:
         """The intake stage for one entry of the submissions folder."""
         try:
-            return intake.intake(folder, self.assignment, self.course / "uploads" / self.name, self.limits,
-                                 self.sandboxed)
+            taken = intake.intake(folder, self.assignment, self.course / "uploads" / self.name, self.limits,
+                                  self.sandboxed)
         except Exception as err:  # e.g. an unreadable upload: report it, go on
             return intake.Intake(Outcome(student=folder.name, status="error", notes=[failed(err)]))
+        if taken.request is not None:
+            self._lateness(taken.outcome, late.read_timestamp(folder))
+        return taken
+
+    def _lateness(self, outcome: Outcome, submitted: dt.datetime | None) -> None:
+        """The submission's time, and what the late policy takes off, into its outcome."""
+        if submitted is None:
+            return
+        outcome.submitted_at = submitted.isoformat() + "Z"
+        if (lateness := self.deadlines.late(self.name, outcome.student, submitted)) and lateness.seconds_late > 0:
+            outcome.days_late, outcome.late_penalty = lateness.days_late, lateness.points(self.max_score)
+            outcome.notes.append(f"handed in {lateness.days_late} day{'s' * (lateness.days_late != 1)} late "
+                                 f"(due {lateness.due.isoformat()}Z): -{lateness.percent:g}% of the points, "
+                                 f"{outcome.late_penalty:g} off")
 
     def judge(self, outcome: Outcome, request: RunRequest, result: RunResult) -> Judged:
         """The score stage for one run, and the files it leaves: the run as it ran (runs/), the
@@ -97,10 +112,19 @@ class Stages:
             autograded = overwrite_cells(graded, self.layout.cells)
             write_notebook(autograded, self.course / "autograded" / path)
             judged.pending = self.layout.pending(outcome.student, autograded, scored.scores)
+            self._late_fields(judged.pending, outcome)
         except Exception as err:
             judged = Judged([failed(err)])
         judged.cpu = time.thread_time() - start
         return judged
+
+    def _late_fields(self, pending: Pending, outcome: Outcome) -> None:
+        """nbgrader's own fields for lateness: the submission's timestamp and extension, the penalty."""
+        if outcome.submitted_at:
+            pending.timestamp = dt.datetime.fromisoformat(outcome.submitted_at.removesuffix("Z"))
+            lateness = self.deadlines.late(self.name, outcome.student, pending.timestamp)
+            pending.extension = lateness.extension if lateness else None
+            pending.late_penalty = outcome.late_penalty if outcome.late_penalty else None
 
     def _keep_run(self, student: str, scored: scoring.Scored, notes: list[str], sha256: str) -> Path:
         """The run as it ran, one notebook per run: COURSE/runs/NAME/STUDENT/TIME.ipynb, with the

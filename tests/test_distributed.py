@@ -16,7 +16,7 @@ import pytest
 
 import servers
 import submissions as S
-from grader import autograde, pipeline
+from grader import autograde, exports, pipeline
 from grader.__main__ import main
 from grader.broker import CeleryPool
 from grader.gradebook import Gradebook
@@ -61,7 +61,7 @@ def test_workers_and_postgresql_grade_as_the_local_pool_does(cluster, graded):
     assert pipeline.db_url(graded["remote"]) == cluster["db"]  # kept by the course: no --db needed again
     assert _rows(graded["workers"]) == _rows(graded["pool"])
     assert [o.status for o in graded["workers"]] == ["graded"] * 4 + ["missing"]
-    rows = lambda course: list(csv.DictReader(pipeline.export(NAME, course).open()))
+    rows = lambda course: list(csv.DictReader(exports.export(NAME, course).open()))
     assert rows(graded["remote"]) == rows(graded["local"])
     with Gradebook(cluster["db"]) as gb:
         ids = [s.student.id for s in gb.find_assignment(NAME).submissions]

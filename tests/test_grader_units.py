@@ -480,6 +480,30 @@ def test_regrading_updates_in_place_and_keeps_manual_grades(book):
         assert len(gb.find_assignment("a1").submissions) == 1 and len(gb.students) == 1
 
 
+def test_lateness_goes_into_nbgraders_own_columns(book):
+    """Due date, timestamp, extension and penalty where nbgrader's formgrader and feedback read them."""
+    import datetime as dt
+
+    from nbgrader.api import Gradebook
+
+    url, release = book
+    due = dt.datetime(2026, 10, 1, 21, 59)
+    with gradebook.GradebookWriter(url, "a1") as writer:
+        writer.set_duedate(due)
+        for student, when, extension, penalty in (("alice", due + dt.timedelta(days=3), dt.timedelta(days=2), 0.5),
+                                                  ("bob", due - dt.timedelta(hours=1), None, None)):
+            pending = writer.layout.pending(student, gradebook.overwrite_cells(graded_for(release), writer.layout.cells),
+                                            {"ex1_tests": 3.0})
+            pending.timestamp, pending.extension, pending.late_penalty = when, extension, penalty
+            writer.add(pending)
+        writer.commit()
+    with Gradebook(url) as gb:
+        alice, bob = gb.find_submission("a1", "alice"), gb.find_submission("a1", "bob")
+        assert gb.find_assignment("a1").duedate == due
+        assert alice.total_seconds_late == 86400 and alice.late_submission_penalty == 0.5  # late by a day after the extension
+        assert bob.total_seconds_late == 0 and bob.late_submission_penalty == 0 and bob.extension is None
+
+
 # --- the local executor --------------------------------------------------------------------------
 
 def test_the_local_pool_runs_requests_and_answers_each_one_even_when_broken():

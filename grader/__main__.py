@@ -4,6 +4,7 @@
   python -m grader collect   ASSIGNMENT --download ZIP --roster CSV   an LMS download -> one folder per student
   python -m grader autograde ASSIGNMENT [--submissions DIR]  grade (default: what collect made)
   python -m grader status    ASSIGNMENT                   counts, missing, manual grading, late
+  python -m grader formgrader [--port 8765]               grade written answers in a browser (nbgrader's)
   python -m grader feedback  ASSIGNMENT                   HTML feedback per student
   python -m grader similarity ASSIGNMENT                  pairs of unusually similar answers
   python -m grader export    ASSIGNMENT [--lms canvas|moodle] [--to FILE]   grades as CSV
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run every submission again, also those already graded for the same upload")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
     p.add_argument("assignment")
+    p = sub.add_parser("formgrader", help="nbgrader's formgrader on the course, for manual grading (loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (default 8765)")
+    p.add_argument("--token", help="the token to log in with (default: a new random one, printed)")
     p = sub.add_parser("status", help="where a batch stands: counts by status, missing, manual grading, late")
     p.add_argument("assignment")
     p = sub.add_parser("similarity", help="pairs of submissions whose answer cells are unusually similar")
@@ -102,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
 
             for line in collect.summary(collect.collect(args.assignment, args.download, args.roster, course, args.times)):
                 print(line)
+        elif args.command == "formgrader":
+            from . import formgrader
+
+            return formgrader.serve(course, args.port, args.token)
         elif args.command == "status":
             from . import status
 

@@ -1,17 +1,9 @@
 """nbgrader preprocessors of the course: fair scoring and feedback that leaks nothing."""
 from __future__ import annotations
 
-from nbformat import NotebookNode
-from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from .redact import rewrite_outputs, split_hidden, without_markers
-
-HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
-
-
-def _is_test_cell(cell: NotebookNode) -> bool:
-    return utils.is_grade(cell) and not utils.is_solution(cell)
+from .redact import hide_hidden, is_test_cell, rewrite_outputs, without_markers
 
 
 class HideHiddenTests(NbGraderPreprocessor):
@@ -24,9 +16,8 @@ class HideHiddenTests(NbGraderPreprocessor):
     """
 
     def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type == "code" and _is_test_cell(cell):
-            visible, hidden = split_hidden(cell.source)
-            cell.source = f"{visible}\n{HIDDEN_NOTE}" if hidden else visible
+        if is_test_cell(cell):
+            hide_hidden(cell)
         else:
             cell.source = without_markers(cell.source)
         rewrite_outputs(cell, without_markers)

@@ -19,6 +19,7 @@ HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", HIDDEN_BEGIN, HIDDEN_END)
 HIDDEN = "[hidden test code]"
 MARKER = "[marker removed]"
+HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
 MIN_CHARS = 8  # shorter lines (")", "else:") are too common in honest output to remove
 
 
@@ -35,12 +36,24 @@ def split_hidden(source: str) -> tuple[str, str]:
     return "\n".join(visible).strip(), "\n".join(hidden).strip()
 
 
+def is_test_cell(cell: NotebookNode) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def hide_hidden(cell: NotebookNode) -> None:
+    """A test cell's hidden-test region replaced by one comment line, in place: what formgrader
+    and feedback show of a test cell (its points and the per-case lines are in its output)."""
+    if is_test_cell(cell):
+        visible, hidden = split_hidden(cell.source)
+        cell.source = f"{visible}\n{HIDDEN_NOTE}" if hidden else visible
+
+
 def hidden_lines(source: NotebookNode) -> list[str]:
     """Every distinctive line of the hidden-test regions of a source notebook, longest first."""
     lines = set()
     for cell in source.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+        if is_test_cell(cell):
             lines.update(ln.strip() for ln in split_hidden(cell.source)[1].split("\n"))
     return sorted((ln for ln in lines if len(ln) >= MIN_CHARS), key=len, reverse=True)
 

@@ -110,6 +110,8 @@ class Stages:
             path = f"{outcome.student}/{self.name}/{self.name}.ipynb"
             write_notebook(graded, self.course / "submitted" / path)
             autograded = overwrite_cells(graded, self.layout.cells)
+            for cell in autograded.cells:  # what formgrader shows: no hidden test code (its points stay)
+                redact.hide_hidden(cell)
             write_notebook(autograded, self.course / "autograded" / path)
             judged.pending = self.layout.pending(outcome.student, autograded, scored.scores)
             self._late_fields(judged.pending, outcome)

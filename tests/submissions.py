@@ -10,6 +10,44 @@ import nbformat
 from grader import pipeline
 
 
+# A second student's own, correct answers to 01_embeddings, written differently from the solution
+OWN_ANSWERS = {
+    "ex1_solution": '''def sentence_vectors(weight, idx):
+    out = []
+    for row in idx:
+        words = row[row > 0]
+        out.append(weight[words].mean(0) if len(words) else torch.zeros(weight.shape[1]))
+    return torch.stack(out)''',
+    "ex2_solution": '''def analogy(E, words, a, b, c, k=1):
+    index = words.index
+    query = E[index(c)] + E[index(b)] - E[index(a)]
+    scores = torch.cosine_similarity(E, query.unsqueeze(0), dim=1)
+    for w in (a, b, c):
+        scores[index(w)] = float("-inf")
+    best = torch.argsort(scores, descending=True)[:k]
+    return [words[int(i)] for i in best]''',
+    "ex3_solution": '''def cooccurrence(sentences, V, window=2):
+    counts = torch.zeros((V, V), dtype=torch.float32)
+    for sent in sentences:
+        n = len(sent)
+        for a in range(n):
+            for b in range(a + 1, min(n, a + window + 1)):
+                counts[sent[a], sent[b]] += 1.0
+                counts[sent[b], sent[a]] += 1.0
+    return counts''',
+    "ex4_solution": '''def ppmi(C):
+    total = C.sum().double()
+    p_ij = C.double() / total
+    p_i = p_ij.sum(dim=1, keepdim=True)
+    p_j = p_ij.sum(dim=0, keepdim=True)
+    with torch.no_grad():
+        ratio = p_ij / (p_i * p_j)
+        value = torch.log(ratio)
+    value[~torch.isfinite(value)] = 0
+    return value.clamp_min(0).to(torch.float32)''',
+}
+
+
 STUDENT_PROSE = "My answer, in my own words: one vector per word cannot depend on the context."
 
 

@@ -1,9 +1,7 @@
 """From the LMS's download to the grader's folders, and back to the LMS's import: unit tests on
 zips and CSVs made here in Canvas's and Moodle's real naming schemes (no sandbox, seconds).
 The whole term with real runs and formgrader is tests/test_term.py."""
-import csv
 import datetime as dt
-import io
 import json
 import stat
 import zipfile
@@ -12,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import submissions as S
 from grader import archive, collect, lms
 from grader.late import Deadlines, Policy, read_timestamp
 from grader.report import GraderError
@@ -279,43 +278,6 @@ def test_no_policy_means_no_penalty():
 
 # --- the similarity report ----------------------------------------------------------------------
 
-OWN_ANSWERS = {  # a second student's own, correct answers to 01_embeddings, written differently
-    "ex1_solution": '''def sentence_vectors(weight, idx):
-    out = []
-    for row in idx:
-        words = row[row > 0]
-        out.append(weight[words].mean(0) if len(words) else torch.zeros(weight.shape[1]))
-    return torch.stack(out)''',
-    "ex2_solution": '''def analogy(E, words, a, b, c, k=1):
-    index = words.index
-    query = E[index(c)] + E[index(b)] - E[index(a)]
-    scores = torch.cosine_similarity(E, query.unsqueeze(0), dim=1)
-    for w in (a, b, c):
-        scores[index(w)] = float("-inf")
-    best = torch.argsort(scores, descending=True)[:k]
-    return [words[int(i)] for i in best]''',
-    "ex3_solution": '''def cooccurrence(sentences, V, window=2):
-    counts = torch.zeros((V, V), dtype=torch.float32)
-    for sent in sentences:
-        n = len(sent)
-        for a in range(n):
-            for b in range(a + 1, min(n, a + window + 1)):
-                counts[sent[a], sent[b]] += 1.0
-                counts[sent[b], sent[a]] += 1.0
-    return counts''',
-    "ex4_solution": '''def ppmi(C):
-    total = C.sum().double()
-    p_ij = C.double() / total
-    p_i = p_ij.sum(dim=1, keepdim=True)
-    p_j = p_ij.sum(dim=0, keepdim=True)
-    with torch.no_grad():
-        ratio = p_ij / (p_i * p_j)
-        value = torch.log(ratio)
-    value[~torch.isfinite(value)] = 0
-    return value.clamp_min(0).to(torch.float32)''',
-}
-
-
 def test_the_similarity_report_flags_a_planted_copy_and_no_honest_pair(tmp_path):
     import re
 
@@ -346,10 +308,10 @@ def test_the_similarity_report_flags_a_planted_copy_and_no_honest_pair(tmp_path)
                .replace("target", "goal").replace("sims", "scores").replace("expected", "baseline")
                .replace("  #", "  # copied:") for gid, code in solution.items()}
     submit("author", solution)
-    submit("independent", OWN_ANSWERS)
+    submit("independent", S.OWN_ANSWERS)
     submit("copier", renamed)  # variables renamed, comments changed: the same code
     submit("blank", {})  # only the release's stubs
-    submit("partial", {"ex1_solution": OWN_ANSWERS["ex1_solution"], "ex3_solution": solution["ex3_solution"]})
+    submit("partial", {"ex1_solution": S.OWN_ANSWERS["ex1_solution"], "ex3_solution": solution["ex3_solution"]})
     write_report(course, NAME, [Outcome(s) for s in ("author", "independent", "copier", "blank", "partial")])
     result = similarity.report(NAME, course)
     pairs = [p["students"] for p in result["pairs"]]

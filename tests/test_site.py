@@ -77,13 +77,6 @@ def pages_of(site: Path) -> list[Path]:
                   and p.name != "genindex.html")
 
 
-def chromium_path() -> str:
-    for candidate in (os.environ.get("DLCOURSE_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate:
-            return candidate
-    pytest.fail("no Chromium found: `make test` installs Debian's package; elsewhere set DLCOURSE_CHROMIUM")
-
-
 @pytest.fixture(scope="module")
 def served(site):
     """The built site over HTTP on this machine, as a reader's web server would serve it (pages
@@ -100,16 +93,6 @@ def served(site):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 def open_page(browser, url: str, dark: bool = False):

@@ -111,8 +111,11 @@ def keep_download(download: Path, entries: list[archive.Entry], kept: Path) -> N
         shutil.copyfile(download, kept / download.name)
     for entry in entries:  # paths were checked by archive: relative, no '..'
         path = kept / "files" / entry.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(entry.data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(entry.data)
+        except OSError as err:  # e.g. a file and a folder of the same name
+            raise GraderError(f"cannot keep {entry.path} of the download in {kept}: {err}") from None
 
 
 def collect(name: str, download: Path, roster_path: Path, course: Path, times_path: Path | None = None) -> dict:
@@ -180,11 +183,16 @@ def collect(name: str, download: Path, roster_path: Path, course: Path, times_pa
     return report
 
 
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def summary(report: dict) -> list[str]:
     """The lines collect prints: what an instructor must look at."""
     got = [s for s, c in report["students"].items() if c["file"]]
-    lines = [f"{report['lms']} download: {len(got)} students with a notebook, "
-             f"{len(report['missing'])} on the roster without one, {len(report['unattributed'])} files not attributed"]
+    lines = [f"{report['lms']} download: {count(len(got), 'student')} with a notebook, "
+             f"{len(report['missing'])} on the roster without one, {count(len(report['unattributed']), 'file')} "
+             "not attributed"]
     for s in report["several"]:
         c = report["students"][s]
         lines.append(f"  {s}: {1 + len(c['others'])} notebooks; graded {c['file']}, kept the others")

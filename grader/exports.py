@@ -97,7 +97,8 @@ def write_plain(name: str, table: list[Row], out) -> None:
 def write_canvas(name: str, table: list[Row], out, roster: dict, column: str) -> None:
     writer = csv.writer(out)
     writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column])
-    writer.writerow(["Points Possible", "", "", "", "", _number(table[0].max_score if table else None)])
+    # as Canvas's own export writes it: the row Canvas reads the points possible from
+    writer.writerow(["    Points Possible", "", "", "", "", _number(table[0].max_score if table else None)])
     for r in table:
         who = roster.get(r.student, {})
         writer.writerow([who.get("name", r.student), who.get("canvas_id", ""), who.get("sis_user_id", ""),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 
+from .collect import count
 from .report import read_report
 
 K, WINDOW = 25, 1  # copydetect's noise threshold; every k-gram kept (answers are short)
@@ -85,7 +86,7 @@ def report(name: str, course: Path, threshold: float = 0.5) -> dict:
     page.write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}: similar answers</title>"
         "<style>td{vertical-align:top;width:50%}pre{white-space:pre-wrap}mark{background:#fd6}</style>"
-        f"<h1>{html.escape(name)}: {len(pairs)} pairs of {len(prints)} submissions at or above {threshold:.0%}</h1>"
+        f"<h1>{html.escape(name)}: {count(len(pairs), 'pair')} of {len(prints)} submissions at or above {threshold:.0%}</h1>"
         "<p>Answer cells only; matching code is marked. A lead for a conversation, never a verdict: "
         "scores are unchanged.</p>" + rows)
     summary = {"assignment": name, "threshold": threshold, "min_overlap": MIN_OVERLAP, "submissions": len(prints),
@@ -96,7 +97,7 @@ def report(name: str, course: Path, threshold: float = 0.5) -> dict:
 
 
 def summary(result: dict) -> list[str]:
-    lines = [f"{result['assignment']}: {len(result['pairs'])} pairs of {result['submissions']} submissions share "
+    lines = [f"{result['assignment']}: {count(len(result['pairs']), 'pair')} of {result['submissions']} submissions share "
              f"at least {result['threshold']:.0%} of one's answer code"]
     lines += [f"  {p['students'][0]} and {p['students'][1]}: {p['shares'][0]:.0%} / {p['shares'][1]:.0%}"
               for p in result["pairs"]]

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from .collect import count
 from .exports import rows
 
 
@@ -31,6 +32,6 @@ def status(name: str, course: Path) -> list[str]:
     collected = course / "reports" / f"{name}.collect.json"
     if collected.is_file():
         report = json.loads(collected.read_text())
-        lines.append(f"collect: {len(report['unattributed'])} files not attributed, "
-                     f"{len(report['several'])} students with several notebooks")
+        lines.append(f"collect: {count(len(report['unattributed']), 'file')} not attributed, "
+                     f"{count(len(report['several']), 'student')} with several notebooks")
     return lines

@@ -308,14 +308,18 @@ def test_the_similarity_report_flags_a_planted_copy_and_no_honest_pair(tmp_path)
                .replace("target", "goal").replace("sims", "scores").replace("expected", "baseline")
                .replace("  #", "  # copied:") for gid, code in solution.items()}
     submit("author", solution)
-    submit("independent", S.OWN_ANSWERS)
     submit("copier", renamed)  # variables renamed, comments changed: the same code
     submit("blank", {})  # only the release's stubs
-    submit("partial", {"ex1_solution": S.OWN_ANSWERS["ex1_solution"], "ex3_solution": solution["ex3_solution"]})
+    heads = {c.metadata.nbgrader["grade_id"]: c.source.split("### BEGIN SOLUTION")[0].rstrip() + "\n"
+             for c in source.cells if c.metadata.get("nbgrader", {}).get("grade_id") in S.OWN_ANSWERS}
+    own = {gid: heads[gid] + code.split("\n", 1)[1] for gid, code in S.OWN_ANSWERS.items()}
+    submit("independent", own)  # the release's signatures and docstrings kept, the bodies their own
+    submit("partial", {"ex1_solution": own["ex1_solution"], "ex3_solution": solution["ex3_solution"]})
     write_report(course, NAME, [Outcome(s) for s in ("author", "independent", "copier", "blank", "partial")])
     result = similarity.report(NAME, course)
     pairs = [p["students"] for p in result["pairs"]]
     assert pairs[0] == ["author", "copier"] and min(result["pairs"][0]["shares"]) > 0.9
-    assert sorted(pairs[1:]) == [["author", "partial"], ["copier", "partial"]]  # one function copied of two
+    # partial copied one function from each of two others
+    assert sorted(pairs[1:]) == [["author", "partial"], ["copier", "partial"], ["independent", "partial"]]
     page = Path(result["html"]).read_text()
-    assert "author and copier" in page and "<mark>" in page and "independent" not in page
+    assert "author and copier" in page and "<mark>" in page and "author and independent" not in page

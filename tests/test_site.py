@@ -3,7 +3,6 @@ works in a browser: Debian's Chromium, driven by playwright, opens every page of
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -1,5 +1,5 @@
-"""An instructor's whole term on one assignment, with real parts: a Canvas download made here in
-Canvas's naming scheme (late, re-uploaded, unattributable and, first, a hostile one), collect,
+"""An instructor's whole term on one assignment, with real parts: a Canvas and a Moodle download
+made here in their naming schemes (late, re-uploaded, unattributable and, first, a hostile one), collect,
 autograde in the sandbox with a late policy, nbgrader's formgrader driven in Chromium to grade a
 written answer, feedback, the similarity report, and the exports Canvas and Moodle import."""
 import csv
@@ -57,10 +57,23 @@ def renamed_copy(nb):
     return text.encode()
 
 
-@pytest.fixture(scope="module")
-def term(tmp_path_factory):
-    """The course after collect and autograde; and the downloads the instructor got."""
-    tmp = tmp_path_factory.mktemp("term")
+def lms_name(lms: str, student: tuple[str, str, str], filename: str, late: bool = False) -> str:
+    """The path the LMS gives a student's file in its download."""
+    first, last, lms_id = student
+    if lms == "canvas":
+        return f"{last}{first}_{'LATE_' * late}{lms_id}_7{lms_id}_{filename}"
+    return f"{first.title()} {last.title()}_{int(lms_id) - 500}_assignsubmission_file_/{filename}"
+
+
+ADA, ALAN, GRACE, KURT, NOBODY = (("ada", "lovelace", "1001"), ("alan", "turing", "1002"), ("grace", "hopper", "1003"),
+                                  ("kurt", "godel", "1004"), ("no", "body", "1999"))
+
+
+@pytest.fixture(scope="module", params=["canvas", "moodle"])
+def term(request, tmp_path_factory):
+    """The course after release, with the downloads the instructor got from the LMS."""
+    lms = request.param
+    tmp = tmp_path_factory.mktemp(f"term-{lms}")
     course = pipeline.course_dir(tmp / "course")
     assert main(["--course", str(course), "release", NAME]) == 0
     release = course / "release" / NAME / f"{NAME}.ipynb"
@@ -69,26 +82,27 @@ def term(tmp_path_factory):
     for cell in only_quiz.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "quiz_answers":
             cell.source = "q1 = True\nq2 = False\nq3 = True\nq4 = False"
-    canvas = tmp / "submissions.zip"
-    with zipfile.ZipFile(canvas, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("lovelaceada_1001_70001_01_embeddings.ipynb", notebook_bytes(ada))
-        z.writestr("turingalan_LATE_1002_70002_01_embeddings.ipynb", notebook_bytes(S.solved(release, NAME, S.OWN_ANSWERS)))
-        z.writestr("hoppergrace_1003_70003_01_embeddings.ipynb", notebook_bytes(nbformat.read(release, as_version=4)))
-        z.writestr("hoppergrace_1003_70003_01_embeddings-1.ipynb", notebook_bytes(only_quiz))
-        z.writestr("godelkurt_1004_70004_01_embeddings.ipynb", renamed_copy(ada))
-        z.writestr("nobody_9999_70009_01_embeddings.ipynb", notebook_bytes(ada))
-    hostile = tmp / "hostile.zip"
-    with zipfile.ZipFile(hostile, "w") as z:
-        z.writestr("lovelaceada_1001_70001_01_embeddings.ipynb", notebook_bytes(ada))
+    # Grace uploaded twice: first the untouched release, then the quiz; Canvas numbers the second
+    # upload, Moodle keeps both files under their own names
+    grace_first, grace_last = (f"{NAME}.ipynb", f"{NAME}-1.ipynb") if lms == "canvas" else ("draft.ipynb", f"{NAME}.ipynb")
+    with zipfile.ZipFile(tmp / "submissions.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(lms_name(lms, ADA, f"{NAME}.ipynb"), notebook_bytes(ada))
+        z.writestr(lms_name(lms, ALAN, f"{NAME}.ipynb", late=True), notebook_bytes(S.solved(release, NAME, S.OWN_ANSWERS)))
+        z.writestr(lms_name(lms, GRACE, grace_first), notebook_bytes(nbformat.read(release, as_version=4)))
+        z.writestr(lms_name(lms, GRACE, grace_last), notebook_bytes(only_quiz))
+        z.writestr(lms_name(lms, KURT, f"{NAME}.ipynb"), renamed_copy(ada))
+        z.writestr(lms_name(lms, NOBODY, f"{NAME}.ipynb"), notebook_bytes(ada))
+    with zipfile.ZipFile(tmp / "hostile.zip", "w") as z:
+        z.writestr(lms_name(lms, ADA, f"{NAME}.ipynb"), notebook_bytes(ada))
         z.writestr("../../../course/reference/01_embeddings.json", b"{}")
     for name, text in (("roster.csv", ROSTER), ("times.csv", TIMES)):
         (tmp / name).write_text(text)
     (course / "deadlines.toml").write_text(DEADLINES)
-    return tmp, course
+    return tmp, course, lms
 
 
 def test_a_hostile_download_is_refused_and_nothing_collected(term, capsys):
-    tmp, course = term
+    tmp, course, _ = term
     assert main(["--course", str(course), "collect", NAME, "--download", str(tmp / "hostile.zip"),
                  "--roster", str(tmp / "roster.csv")]) == 1
     assert "climbs out of the folder" in capsys.readouterr().err
@@ -97,19 +111,19 @@ def test_a_hostile_download_is_refused_and_nothing_collected(term, capsys):
 
 @pytest.fixture(scope="module")
 def graded(term):
-    tmp, course = term
+    tmp, course, lms = term
     assert main(["--course", str(course), "collect", NAME, "--download", str(tmp / "submissions.zip"),
                  "--roster", str(tmp / "roster.csv"), "--times", str(tmp / "times.csv")]) == 0
     unsafe = [] if sys.platform == "linux" else ["--unsafe-no-sandbox"]
     assert main(["--course", str(course), "autograde", NAME, *unsafe]) == 0  # reads what collect made
-    return tmp, course, {o.student: o for o in pipeline.read_report(course, NAME)}
+    return tmp, course, {o.student: o for o in pipeline.read_report(course, NAME)}, lms
 
 
 def test_collect_and_autograde_apply_the_late_policy(graded):
-    tmp, course, o = graded
+    tmp, course, o, lms = graded
     report = json.loads((course / "reports" / f"{NAME}.collect.json").read_text())
-    assert report["missing"] == ["s005"] and report["several"] == ["s003"]
-    assert [u["file"] for u in report["unattributed"]] == ["nobody_9999_70009_01_embeddings.ipynb"]
+    assert report["lms"] == lms and report["missing"] == ["s005"] and report["several"] == ["s003"]
+    assert [u["file"] for u in report["unattributed"]] == [lms_name(lms, NOBODY, f"{NAME}.ipynb")]
     assert set(o) == {"s001", "s002", "s003", "s004"} and all(x.status == "graded" for x in o.values())
     full = o["s001"].max_score
     assert o["s002"].score == o["s001"].score, "the second student's own answers are right"
@@ -122,7 +136,7 @@ def test_collect_and_autograde_apply_the_late_policy(graded):
 
 
 def test_status_says_who_is_late_missing_and_waiting_for_a_grader(graded, capsys):
-    tmp, course, _ = graded
+    tmp, course, *_ = graded
     assert main(["--course", str(course), "status", NAME]) == 0
     out = capsys.readouterr().out
     assert "4 graded" in out and "1 no submission" in out and "nothing handed in: 1 (s005)" in out
@@ -133,7 +147,7 @@ def test_status_says_who_is_late_missing_and_waiting_for_a_grader(graded, capsys
 @pytest.fixture(scope="module")
 def formgraded(graded, browser):
     """s001's written answer graded, and commented, in formgrader, by a browser."""
-    tmp, course, outcomes = graded
+    tmp, course, outcomes, _ = graded
     port, token = free_port(), "term-test-token"
     server = subprocess.Popen([sys.executable, "-m", "grader", "--course", str(course), "formgrader",
                                "--port", str(port), "--token", token],
@@ -207,7 +221,7 @@ def test_exports_carry_manual_points_and_penalties_and_no_false_zero(formgraded,
                  "--to", str(tmp_path / "canvas.csv")]) == 0
     canvas = csv_rows(tmp_path / "canvas.csv")
     assert list(canvas[0]) == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Embeddings (4242)"]
-    assert canvas[0]["Student"] == "Points Possible" and float(canvas[0]["Embeddings (4242)"]) == full
+    assert canvas[0]["Student"].strip() == "Points Possible" and float(canvas[0]["Embeddings (4242)"]) == full
     by_id = {r["ID"]: r for r in canvas[1:]}
     assert float(by_id["1001"]["Embeddings (4242)"]) == full and by_id["1005"]["Embeddings (4242)"] == ""
     assert main(["--course", str(course), "export", NAME, "--lms", "moodle", "--missing", "zero",
@@ -219,7 +233,7 @@ def test_exports_carry_manual_points_and_penalties_and_no_false_zero(formgraded,
 
 
 def test_the_similarity_report_flags_the_renamed_copy_only(graded, capsys):
-    tmp, course, _ = graded
+    tmp, course, *_ = graded
     assert main(["--course", str(course), "similarity", NAME]) == 0
     result = json.loads((course / "reports" / f"{NAME}.similarity.json").read_text())
     assert [p["students"] for p in result["pairs"]] == [["s001", "s004"]]

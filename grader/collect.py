@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from nbgrader.utils import parse_utc
 
 from . import archive, intake, lms
-from .report import GraderError
+from .report import GraderError, count
 
 
 @dataclass
@@ -181,10 +181,6 @@ def collect(name: str, download: Path, roster_path: Path, course: Path, times_pa
     partial.write_text(json.dumps(report, indent=2))
     os.replace(partial, path)
     return report
-
-
-def count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def summary(report: dict) -> list[str]:

@@ -16,6 +16,11 @@ class GraderError(RuntimeError):
     """A step cannot go on; the message says why and what to do."""
 
 
+def count(n: int, noun: str) -> str:
+    """"1 file", "2 files": a number and its noun, for messages."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def redacted(url: str) -> str:
     """A server's URL fit to print: its password replaced by ***."""
     parts = urlsplit(url)

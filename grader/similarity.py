@@ -22,8 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from .collect import count
-from .report import read_report
+from .report import count, read_report
 
 K, WINDOW = 25, 1  # copydetect's noise threshold; every k-gram kept (answers are short)
 MIN_OVERLAP = 100  # characters of tokenized code in common, below which a pair is not listed

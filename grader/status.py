@@ -12,8 +12,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .collect import count
 from .exports import rows
+from .report import count
 
 
 def status(name: str, course: Path) -> list[str]:

@@ -168,6 +168,13 @@ def formgraded(graded, browser):
         page.goto(formgrader.login_url(port, token, f"/formgrader/submissions/{submission}"))
         page.wait_for_selector("#ex5_answer")
         shown = page.content()
+        for view in (f"/formgrader/gradebook/{NAME}/{NAME}", "/formgrader/manage_assignments",
+                     f"/formgrader/manage_students/s001/{NAME}"):
+            page.goto(f"http://127.0.0.1:{port}{view}")
+            page.wait_for_load_state("networkidle")
+            shown += page.content()
+        page.goto(f"http://127.0.0.1:{port}/formgrader/submissions/{submission}")
+        page.wait_for_selector("#ex5_answer")
         page.fill("#ex5_answer", "2")
         page.press("#ex5_answer", "Tab")
         page.fill("#ex5_answer-comment", COMMENT)
@@ -234,7 +241,11 @@ def test_exports_carry_manual_points_and_penalties_and_no_false_zero(formgraded,
 
 def test_the_similarity_report_flags_the_renamed_copy_only(graded, capsys):
     tmp, course, *_ = graded
+    from grader.exports import rows
+
+    before = [(r.student, r.score) for r in rows(NAME, course)]
     assert main(["--course", str(course), "similarity", NAME]) == 0
+    assert [(r.student, r.score) for r in rows(NAME, course)] == before, "a similarity report never changes a score"
     result = json.loads((course / "reports" / f"{NAME}.similarity.json").read_text())
     assert [p["students"] for p in result["pairs"]] == [["s001", "s004"]]
     assert "s001 and s004" in capsys.readouterr().out

@@ -171,3 +171,57 @@ def test_fit_cosine_decay_reaches_zero_learning_rate():
     assert len(seen) == 8 and seen[0] == pytest.approx(0.1)
     assert seen[4] == pytest.approx(0.05)  # halfway: half the rate
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+# --- the device is real: samplers and losses compute where the model's parameters are ----------
+
+def on_meta(module):
+    """A module moved to the meta device: any tensor a sampler makes on the CPU and mixes with
+    its outputs raises, so a CPU machine checks what a GPU reader would hit."""
+    return module.to("meta")
+
+
+def test_samplers_and_losses_allocate_on_the_device_of_the_model():
+    from utils import autoencoder, diffusion, ebm, flows, gan, vae, vq
+
+    g = torch.Generator().manual_seed(0)
+    schedule = diffusion.cosine_schedule(20)
+    unet = on_meta(diffusion.UNet(channels=8, t_dim=16))
+    mlp = on_meta(diffusion.ResidualMLP(hidden=16, blocks=1, t_dim=8))
+    meta = lambda *shape: torch.zeros(*shape, device="meta")  # noqa: E731
+    results = {
+        "ddpm": diffusion.sample(unet, (2, 1, 8, 8), schedule, generator=g)[0],
+        "ddim": diffusion.sample(mlp, (3, 2), schedule, steps=4, clip=1.0, generator=g)[0],
+        "diffusion loss": diffusion.diffusion_loss(mlp, meta(3, 2), schedule, g),
+        "langevin": ebm.langevin_energy(on_meta(ebm.EnergyMLP(hidden=8)), meta(3, 2), 0.01, 2, g),
+        "dsm loss": ebm.denoising_score_matching_loss(lambda x: -x, meta(3, 2), 0.5, g),
+        "vae": on_meta(vae.VAE(latent=2, hidden=8)).sample(3, g),
+        "flow": on_meta(flows.coupling_flow(hidden=8, n_layers=2)).sample(3, 2, g),
+        "code prior": on_meta(vq.CodePrior(K=4, dim=4, hidden=8)).sample(2, (2, 2), generator=g),
+        "gumbel": vq.gumbel_softmax(meta(3, 4), 0.5, generator=g),
+        "corrupt": autoencoder.corrupt(meta(2, 1, 8, 8), "gaussian", 0.3, g),
+        "mask": autoencoder.corrupt(meta(2, 1, 8, 8), "mask", 0.5, g),
+        "gradient penalty": gan.gradient_penalty(on_meta(torch.nn.Linear(2, 1)), meta(3, 2), meta(3, 2), g),
+    }
+    for tricks in (gan.Tricks(), gan.Tricks(conditional=True, gaussian_z=False)):
+        model = gan.digit_gan(tricks, z_dim=4, width=4)
+        model.G, model.D = on_meta(model.G), on_meta(model.D)
+        results[f"gan {tricks.conditional}"] = model.sample(3, g)
+    assert {name: x.device.type for name, x in results.items()} == dict.fromkeys(results, "meta")
+
+
+def test_sampling_on_the_cpu_gives_the_same_numbers_as_before():
+    """The noise is drawn with the CPU generator and moved: a seed gives the numbers it always gave."""
+    from utils import diffusion
+
+    torch.manual_seed(0)
+    model = diffusion.ResidualMLP(hidden=16, blocks=1, t_dim=8)
+    schedule = diffusion.cosine_schedule(10)
+    x, _ = diffusion.sample(model, (4, 2), schedule, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    expected = torch.randn(4, 2, generator=g)
+    with torch.no_grad():
+        for t in range(10, 0, -1):
+            eps = model(expected, torch.full((4,), t, dtype=torch.long))
+            expected = diffusion.p_sample(eps, expected, t, schedule, torch.randn(4, 2, generator=g))
+    assert torch.equal(x, expected)

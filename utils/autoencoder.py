@@ -77,11 +77,11 @@ def corrupt(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
     kind="gaussian" adds N(0, level^2) noise and clips to [0, 1]; kind="mask" sets each
     pixel to 0 with probability `level`."""
     if kind == "gaussian":
-        return (x + level * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+        return (x + level * torch.randn(x.shape, generator=generator).to(x.device)).clamp(0, 1)
     if kind == "mask":
         if not 0 <= level < 1:
             raise ValueError(f"a masking probability is in [0, 1), got {level}")
-        return x * (torch.rand(x.shape, generator=generator) >= level)
+        return x * (torch.rand(x.shape, generator=generator).to(x.device) >= level)
     raise ValueError(f"kind must be 'gaussian' or 'mask', got {kind!r}")
 
 

@@ -66,8 +66,7 @@ def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) ->
 
 def _at(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
     """values[t] shaped (B, 1, ..., 1) to broadcast against a batch like `like` (B, ...)."""
-    t = torch.as_tensor(t, device=values.device)
-    v = values[t].to(like.dtype)
+    v = (values.to(t.device)[t] if isinstance(t, torch.Tensor) else values[t]).to(like.device, like.dtype)
     return v.view(-1, *([1] * (like.dim() - 1))) if v.dim() else v
 
 
@@ -91,8 +90,8 @@ def diffusion_loss(model: EpsModel, x_0: torch.Tensor, schedule: Schedule,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """L_simple = E_{t, x_0, eps} ||eps - eps_theta(x_t, t)||^2 with t uniform on 1..T (Ho et al. 2020,
     eq. 14), averaged over the batch and the coordinates."""
-    t = torch.randint(1, schedule.T + 1, (len(x_0),), generator=generator)
-    eps = torch.randn(x_0.shape, generator=generator, dtype=x_0.dtype)
+    t = torch.randint(1, schedule.T + 1, (len(x_0),), generator=generator).to(x_0.device)
+    eps = torch.randn(x_0.shape, generator=generator, dtype=x_0.dtype).to(x_0.device)
     return F.mse_loss(model(q_sample(x_0, t, schedule, eps), t), eps)
 
 
@@ -138,11 +137,12 @@ def sample(model: EpsModel, shape: Sequence[int], schedule: Schedule, steps: int
     sqrt(1 - alpha_bar_s) eps_pred (Song et al. 2021, eq. 12). clip bounds x0_pred to [-clip, clip]
     before either step (images live in [-1, 1]; Ho et al. clip the same way). Returns x_0 and the
     states at the timesteps listed in `keep`."""
-    x = torch.randn(tuple(shape), generator=generator)
+    device = system.device_of(model)
+    x = torch.randn(tuple(shape), generator=generator).to(device)
     kept = {schedule.T: x.clone()} if schedule.T in keep else {}
     times = list(range(schedule.T, 0, -1)) if steps is None else ddim_timesteps(schedule.T, steps)
     for i, t in enumerate(tqdm(times, desc=desc, disable=system.is_quiet(), file=sys.stderr, leave=False)):
-        eps_pred = model(x, torch.full((shape[0],), t, dtype=torch.long))
+        eps_pred = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device))
         x0_pred = predict_x0(x, t, eps_pred, schedule)
         if clip is not None:  # keep x0_pred in range and the eps that goes with it
             x0_pred = x0_pred.clamp(-clip, clip)
@@ -150,7 +150,7 @@ def sample(model: EpsModel, shape: Sequence[int], schedule: Schedule, steps: int
             eps_pred = (x - math.sqrt(ab) * x0_pred) / math.sqrt(1 - ab)
         if steps is None:
             t_next = t - 1
-            x = p_sample(eps_pred, x, t, schedule, torch.randn(x.shape, generator=generator))
+            x = p_sample(eps_pred, x, t, schedule, torch.randn(x.shape, generator=generator).to(device))
         else:
             t_next = times[i + 1] if i + 1 < len(times) else 0
             ab_next = schedule.alpha_bar[t_next].item()
@@ -165,7 +165,8 @@ def langevin(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ste
     """Unadjusted Langevin dynamics x <- x + step * score(x) + sqrt(2 step) z, whose stationary
     distribution tends to p as step -> 0 (Welling & Teh 2011; Song & Ermon 2019)."""
     for _ in range(n_steps):
-        x = x + step * score(x) + math.sqrt(2 * step) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x = x + step * score(x) + math.sqrt(2 * step) * z
     return x
 
 
@@ -183,7 +184,8 @@ class GaussianMixture:
 
     def _log_w(self) -> torch.Tensor:
         K = len(self.means)
-        w = torch.full((K,), 1 / K, dtype=self.means.dtype) if self.weights is None else self.weights
+        w = torch.full((K,), 1 / K, dtype=self.means.dtype, device=self.means.device) if self.weights is None \
+            else self.weights
         return w.log()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -211,7 +213,7 @@ class GaussianMixture:
     def eps_model(self, schedule: Schedule) -> EpsModel:
         """The exact E[eps | x_t] = -sqrt(1 - alpha_bar_t) score_t(x_t), per row of t: the best eps_theta."""
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            ab = schedule.alpha_bar[t].to(x_t.dtype)  # (B,)
+            ab = _at(schedule.alpha_bar, t, x_t[:, 0])  # (B,)
             means = ab.sqrt()[:, None, None] * self.means.to(x_t.dtype)[None]  # (B, K, d)
             var = ab * self.std**2 + 1 - ab  # (B,)
             sq = (x_t[:, None, :] - means).pow(2).sum(-1)  # (B, K)
@@ -228,7 +230,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     """Sinusoidal features [cos(t w_i), sin(t w_i)] of integer steps t (B,) -> (B, dim), w_i
     geometric from 1 to 1/max_period (Vaswani et al. 2017; Ho et al. 2020)."""
     half = dim // 2
-    w = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    w = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     angle = t.float()[:, None] * w[None]
     return torch.cat([angle.cos(), angle.sin()], 1)
 

@@ -50,7 +50,7 @@ def implicit_score_matching_loss(energy: Energy, x: torch.Tensor) -> torch.Tenso
     The trace is exact: one more backward pass per dimension (fine for the small d used here)."""
     x = x.detach().requires_grad_(True)
     s = score(energy, x, create_graph=True)
-    trace = torch.zeros(x.shape[0], dtype=x.dtype)
+    trace = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for i in range(x.shape[1]):
         (row,) = torch.autograd.grad(s[:, i].sum(), x, create_graph=True)
         trace = trace + row[:, i]
@@ -61,7 +61,7 @@ def denoising_score_matching_loss(score_fn: Score, x: torch.Tensor, sigma: float
                                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Vincent (2011): E |s(x + sigma eps) + eps / sigma|^2 / 2 matches the score of the data
     blurred by N(0, sigma^2 I); with s = -eps_theta / sigma it is chapter 11's loss over sigma^2."""
-    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     return 0.5 * (score_fn(x + sigma * eps) + eps / sigma).pow(2).sum(-1).mean()
 
 

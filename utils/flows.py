@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import system
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -124,7 +126,7 @@ class Flow(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.inverse(torch.randn(n, dim, generator=generator))
+        return self.inverse(torch.randn(n, dim, generator=generator).to(system.device_of(self)))
 
 
 def coupling_flow(dim: int = 2, n_layers: int = 8, hidden: int = 64, additive: bool = False) -> Flow:

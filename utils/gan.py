@@ -81,7 +81,7 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
                      fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """E[(||grad_x f(x_hat)|| - 1)^2] at x_hat uniform on segments real-fake (Gulrajani et al. 2017)."""
     shape = (len(real),) + (1,) * (real.dim() - 1)
-    t = torch.rand(shape, generator=generator, dtype=real.dtype)
+    t = torch.rand(shape, generator=generator, dtype=real.dtype).to(real.device)
     x_hat = (t * real + (1 - t) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
@@ -218,9 +218,10 @@ class GAN:
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = system.device_of(self.G)
         if self.tricks.gaussian_z:
-            return torch.randn(n, self.z_dim, generator=generator)
-        return 2 * torch.rand(n, self.z_dim, generator=generator) - 1
+            return torch.randn(n, self.z_dim, generator=generator).to(device)
+        return (2 * torch.rand(n, self.z_dim, generator=generator) - 1).to(device)
 
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2 - 1 if self.images and self.tricks.tanh else x
@@ -233,7 +234,7 @@ class GAN:
         """n samples in data space (digits in [0, 1]), G in eval mode except for dropout when
         tricks.g_dropout (the trick keeps it on at test time)."""
         if self.tricks.conditional and y is None:
-            y = torch.arange(n) % 10
+            y = torch.arange(n, device=system.device_of(self.G)) % 10
         self.G.eval()
         for m in self.G.modules():
             if isinstance(m, nn.Dropout):

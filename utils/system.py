@@ -1,6 +1,7 @@
 """Seeding, device choice, the quiet switch for progress bars, and values for a page's prose."""
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -19,6 +20,16 @@ def set_seed(seed: int = 0) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def device_of(model) -> torch.device:
+    """Where a model computes: the device of its first parameter or buffer; the CPU for a plain
+    function or a module without any. Samplers draw their noise with a CPU generator (the same
+    numbers on every machine for a seed) and move it there."""
+    if isinstance(model, torch.nn.Module):
+        for tensor in itertools.chain(model.parameters(), model.buffers()):
+            return tensor.device
+    return torch.device("cpu")
 
 
 def get_device() -> torch.device:

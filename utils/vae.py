@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import system
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -66,7 +68,8 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixel probabilities (n, 1, side, side) decoded from z ~ N(0, I)."""
         with torch.no_grad():
-            return torch.sigmoid(self.decode(torch.randn(n, self.latent, generator=generator)))
+            z = torch.randn(n, self.latent, generator=generator).to(system.device_of(self))
+            return torch.sigmoid(self.decode(z))
 
 
 def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import system
+
 
 def nearest_code(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the nearest codebook row for every row: flat (N, D), codebook (K, D) -> (N,).
@@ -176,7 +178,7 @@ class CodePrior(nn.Module):
         """n code grids (n, H, W), one code at a time, all n in parallel."""
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        token = torch.full((n, 1), self.K, dtype=torch.long)
+        token = torch.full((n, 1), self.K, dtype=torch.long, device=system.device_of(self))
         state, out = None, []
         for _ in range(shape[0] * shape[1]):
             y, state = self.lstm(self.embed(token), state)
@@ -192,7 +194,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
     Maddison et al. 2017). As tau -> 0 it approaches the one-hot arg-max of logits + g, which
     is an exact sample of softmax(logits) (the Gumbel-max trick). hard=True returns that
     one-hot in the forward pass with the relaxed gradient (straight-through)."""
-    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(1e-20, 1 - 1e-7)
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).to(logits.device).clamp(1e-20, 1 - 1e-7)
     y = torch.softmax((logits - torch.log(-torch.log(u))) / tau, -1)
     if not hard:
         return y

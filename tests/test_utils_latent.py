@@ -173,6 +173,13 @@ def test_judge_scores_real_digits_close_and_noise_far():
     assert judge.floor < 10 < 50 < judge.fid(noise)
     assert 1 <= judge.inception_score(digits.x_test) <= 10
     assert judge.inception_score(digits.x_test) > 3 * judge.inception_score(digits.x_test[digits.y_test == 3])
+    # legible: most real digits, few noise images, and the ceiling is the test digits' own share
+    assert judge.legible(noise) < 0.1 < 0.3 < judge.legible(digits.x_test) == judge.ceiling
+    with torch.no_grad():
+        confident = torch.softmax(judge(digits.x_test[:20]), -1).amax(-1) >= metrics.LEGIBLE
+    assert judge.legible(digits.x_test[:20]) == confident.float().mean().item()
+    blend = (digits.x_test[digits.y_test == 1][:20] + digits.x_test[digits.y_test == 0][:20]) / 2
+    assert judge.legible(blend) < judge.ceiling  # a 1 laid over a 0 is not a digit
     with pytest.raises(ValueError, match="0, 1"):
         judge.fid(digits.x_test * 2 - 1)
     with pytest.raises(ValueError, match="shape"):

@@ -67,6 +67,9 @@ def roc_auc(scores_negative: torch.Tensor, scores_positive: torch.Tensor) -> flo
 # --- The judge: one digit classifier that scores every generative model of the course ------
 
 
+LEGIBLE = 0.9  # the judge's confidence above which a sample counts as a legible digit
+
+
 class DigitJudge(nn.Module):
     """A small CNN for 8x8 digits (B, 1, 8, 8) in [0, 1]; `features` gives the (B, 128)
     penultimate activations in which `fid` measures a Frechet distance, a digits analogue of
@@ -84,6 +87,7 @@ class DigitJudge(nn.Module):
         self.reference: tuple[torch.Tensor, torch.Tensor] | None = None  # statistics of the test images
         self.test_accuracy = float("nan")
         self.floor = float("nan")  # Frechet distance between real training and real test images
+        self.ceiling = float("nan")  # share of the real test digits that are legible (see `legible`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -103,6 +107,15 @@ class DigitJudge(nn.Module):
         if self.reference is None:
             raise RuntimeError("the judge has no reference statistics: build it with train_judge")
         return frechet_distance(*gaussian_stats(self.features(images)), *self.reference)
+
+    @torch.no_grad()
+    def legible(self, images: torch.Tensor, threshold: float = LEGIBLE) -> float:
+        """The share of `images` the judge reads as one digit with probability at least
+        `threshold`: "recognizable" as a number. Compare it with `ceiling`, the same share of
+        the real test digits (a digit drawn ambiguously is not legible to the judge either)."""
+        _check_digit_images(images)
+        self.eval()
+        return (torch.softmax(self(images.float()), -1).amax(-1) >= threshold).float().mean().item()
 
     @torch.no_grad()
     def inception_score(self, images: torch.Tensor) -> float:
@@ -156,4 +169,5 @@ def train_judge(digits, epochs: int = 10, seed: int = 0) -> DigitJudge:
         judge.test_accuracy = accuracy(judge(digits.x_test), digits.y_test)
     judge.reference = gaussian_stats(judge.features(digits.x_test))
     judge.floor = judge.fid(digits.x_train[: len(digits.x_test)])
+    judge.ceiling = judge.legible(digits.x_test)
     return judge

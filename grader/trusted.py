@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from . import canonical, intake, late, redact, sandbox, scoring
 from .gradebook import Layout, Pending, overwrite_cells
 from .messages import RunRequest, RunResult

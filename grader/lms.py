@@ -69,7 +69,7 @@ class Roster:
     """The class list: student id -> its row, and the LMS's ids and names that point to it."""
 
     rows: dict[str, dict[str, str]]
-    by_lms_id: dict[str, str] = field(default_factory=dict)
+    by_lms_id: dict[tuple[str, str], str] = field(default_factory=dict)  # (column, LMS id) -> student
     by_name: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod

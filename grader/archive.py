@@ -16,6 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .intake import linked
 from .report import GraderError
 
 ENTRY_BYTES = 64 * 2**20  # a notebook with its outputs; the sandbox keeps at most 4 MB of output anyway
@@ -104,9 +105,10 @@ def read_zip(path: Path) -> list[Entry]:
 def read_folder(folder: Path) -> tuple[list[Entry], list[str]]:
     """Every regular file under `folder` (an unpacked download), and the links skipped."""
     entries, skipped, total = [], [], 0
+    folder = folder.resolve()  # the folder given may be reached through a link; what is inside may not
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if any(p.is_symlink() for p in [path, *path.parents] if folder in p.parents):
+        if linked(path, folder):
             if path.is_symlink():
                 skipped.append(f"{rel}: a symbolic link, not followed")
             continue

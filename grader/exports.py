@@ -25,6 +25,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from .lms import Roster
 from .pipeline import db_url
 from .report import GraderError, read_report
 
@@ -45,11 +46,7 @@ class Row:
 
 def roster_rows(course: Path) -> dict[str, dict[str, str]]:
     path = course / "roster.csv"
-    if not path.is_file():
-        return {}
-    from .lms import Roster
-
-    return Roster.read(path).rows
+    return Roster.read(path).rows if path.is_file() else {}
 
 
 def rows(name: str, course: Path, missing: str = "empty") -> list[Row]:

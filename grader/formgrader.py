@@ -43,6 +43,6 @@ def serve(course: Path, port: int = 8765, token: str | None = None) -> int:
     print(f"formgrader: {login_url(port, token)}  (Ctrl-C stops it)", flush=True)
     with pipeline.venv_on_path():
         try:
-            return subprocess.call(command(course, port, token), cwd=course, env={**os.environ})
+            return subprocess.call(command(course, port, token), cwd=course)
         except KeyboardInterrupt:
             return 0

@@ -45,7 +45,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _linked(path: Path, folder: Path) -> bool:
+def linked(path: Path, folder: Path) -> bool:
     """Is path, or a folder between it and `folder`, a symbolic link?"""
     return any(p.is_symlink() for p in [path, *path.parents] if p == folder or folder in p.parents)
 
@@ -53,13 +53,13 @@ def _linked(path: Path, folder: Path) -> bool:
 def find_notebook(folder: Path, name: str, outcome: Outcome) -> Path | None:
     """The submission's notebook: NAME.ipynb, else the only notebook there; else None, with the reason."""
     expected = folder / f"{name}.ipynb"
-    links = [p for p in folder.rglob("*.ipynb") if _linked(p, folder)]
+    links = [p for p in folder.rglob("*.ipynb") if linked(p, folder)]
     if links:
         outcome.notes.append("symbolic links ignored: " + ", ".join(str(p.relative_to(folder)) for p in links))
-    if expected.is_file() and not _linked(expected, folder):
+    if expected.is_file() and not linked(expected, folder):
         return expected
     found = sorted(p for p in folder.rglob("*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts and p.is_file() and not _linked(p, folder))
+                   if ".ipynb_checkpoints" not in p.parts and p.is_file() and not linked(p, folder))
     if len(found) == 1:
         outcome.notes.append(f"notebook was named {found[0].relative_to(folder)}; graded as {name}.ipynb")
         return found[0]

@@ -235,10 +235,12 @@ def test_a_submission_that_kills_its_worker_every_time_is_reported_and_the_class
             for proc in psutil.process_iter(["cmdline"]):
                 with contextlib.suppress(psutil.Error):
                     if proc.info["cmdline"] == ["sleep", "4242"]:
-                        pool = next(p for p in proc.parents() if p.parent() and p.parent().pid in
-                                    {w.pid for w in cluster["workers"]})
-                        os.kill(pool.pid, signal.SIGKILL)
-                        kills.append(pool.pid)
+                        # The run of a pool process just killed can outlive it for a moment, orphaned.
+                        pool = next((p for p in proc.parents() if p.parent() and p.parent().pid in
+                                     {w.pid for w in cluster["workers"]}), None)
+                        if pool is not None and pool.pid not in kills:
+                            os.kill(pool.pid, signal.SIGKILL)
+                            kills.append(pool.pid)
             time.sleep(0.05)
 
     threading.Thread(target=host, daemon=True).start()

@@ -109,6 +109,28 @@ def test_train_gan_runs_algorithm_1_with_k_steps_and_monitor():
     assert len(model.history["d_loss"]) == 4 and not model.G.training
 
 
+def test_the_average_of_g_follows_the_ema_recurrence_batch_norm_included():
+    """G_ema after 3 steps of ema = 0.5 equals the recurrence e_1 = theta_1, e_t = (e_(t-1) + theta_t) / 2
+    on G's weights as they were after each step, its batch-norm running statistics included."""
+    model = gan.digit_gan(z_dim=4, width=4)
+    seen = []
+    gan.train_gan(model, torch.rand(40, 1, 8, 8), steps=3, batch_size=8, ema=0.5, every=1,
+                  monitor=lambda m: seen.append({k: v.clone() for k, v in m.G.state_dict().items()}) or {})
+    expected = seen[0]
+    for state in seen[1:]:
+        expected = {k: (expected[k] + v) / 2 if v.is_floating_point() else v for k, v in state.items()}
+    averaged = model.averaged()
+    assert averaged.G is model.G_ema and averaged.D is model.D and not averaged.G.training
+    for key, value in averaged.G.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, expected[key], atol=1e-6), key
+    assert any("running_mean" in k for k in expected)
+    with pytest.raises(ValueError, match="without an average"):
+        gan.digit_gan(z_dim=4, width=4).averaged()
+    with pytest.raises(ValueError, match="decay"):
+        gan.train_gan(gan.point_gan(), torch.randn(20, 2), steps=1, ema=1.0)
+
+
 def test_energy_distance_is_zero_for_equal_samples_and_grows_with_shift():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(500, 2, generator=g)

@@ -9,7 +9,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -216,6 +216,13 @@ class GAN:
     z_dim: int
     images: bool = False
     history: dict[str, list[float]] = field(default_factory=dict)
+    G_ema: nn.Module | None = None  # an exponential moving average of G's weights, if trained with one
+
+    def averaged(self) -> GAN:
+        """The same GAN with the averaged generator in place of G (train_gan with ema > 0)."""
+        if self.G_ema is None:
+            raise ValueError("this GAN was trained without an average of G: train_gan(..., ema=0.99)")
+        return replace(self, G=self.G_ema)
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = system.device_of(self.G)
@@ -281,23 +288,29 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
               batch_size: int = 64, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
               wgan_gp: float = 0.0, d_lr: float | None = None, g_sgd: bool = False, seed: int = 0,
               monitor: Callable[[GAN], dict[str, float]] | None = None, every: int = 100,
-              desc: str = "GAN") -> GAN:
+              ema: float = 0.0, desc: str = "GAN") -> GAN:
     """Algorithm 1 of Goodfellow et al. (2014): per generator step, tricks.d_steps discriminator
     steps, each on a fresh batch of data (given in data space) and of fakes. With wgan_gp > 0, D
     is a Wasserstein critic with that gradient-penalty weight (WGAN-GP). Records per step D's and
     G's losses and D's mean output on real and fake batches, and every `every` steps the numbers
     monitor(gan) returns (with G in eval mode); returns the trained GAN. d_lr defaults to lr; g_sgd
-    trains G with plain SGD (whose steps are proportional to the gradient) instead of Adam."""
+    trains G with plain SGD (whose steps are proportional to the gradient) instead of Adam. With
+    ema > 0, gan.G_ema is also kept: after each G step, theta_ema <- ema theta_ema + (1 - ema) theta,
+    batch-norm statistics included (Karras et al. 2018; Yazici et al. 2019); see GAN.averaged."""
     tricks = gan.tricks
     if tricks.conditional and labels is None:
         raise ValueError("a conditional GAN needs the labels")
     if steps < 1 or tricks.d_steps < 1:
         raise ValueError("steps and tricks.d_steps must be at least 1")
+    if not 0 <= ema < 1:
+        raise ValueError(f"ema is a decay in [0, 1), got {ema}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     G, D = gan.G, gan.D
     G.train()
     D.train()
+    average = torch.optim.swa_utils.AveragedModel(
+        G, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
     opt_g = torch.optim.SGD(G.parameters(), lr) if g_sgd else torch.optim.Adam(G.parameters(), lr, betas=betas)
     d_lr = lr if d_lr is None else d_lr
     opt_d = (torch.optim.SGD(D.parameters(), lr=10 * d_lr, momentum=0.9) if tricks.sgd_for_d
@@ -339,6 +352,8 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        if average is not None:
+            average.update_parameters(G)
         if not torch.isfinite(g_loss):
             bar.close()
             raise FloatingPointError(f"the generator's loss became {g_loss.item()} at step {step}: lower lr")
@@ -356,4 +371,6 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
     history["seconds"] = [time.perf_counter() - start]
     G.eval()
     D.eval()
+    if average is not None:
+        gan.G_ema = average.module.eval()
     return gan

@@ -82,6 +82,30 @@ def test_iw_bound_is_the_elbo_at_k1_and_rises_with_k():
     assert (k100.mean() > many.mean()).item()
 
 
+def test_code_mixture_is_sklearns_fit_and_samples_its_moments():
+    """The fitted density is scikit-learn's, term for term; its sampler draws the mixture's mean
+    and covariance (sum_k w_k (C_k + m_k m_k^T) - m m^T) within Monte-Carlo error."""
+    from sklearn.mixture import GaussianMixture
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.cat([torch.randn(300, 3, generator=g) * 0.3 + 2, torch.randn(600, 3, generator=g) @ torch.tensor(
+        [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.3, 0.2]]) - 1]).double()
+    mixture = vae.CodeMixture.fit(codes, k=2, seed=0)
+    reference = GaussianMixture(2, covariance_type="full", random_state=0).fit(codes.numpy())
+    assert np.allclose(mixture.distribution().log_prob(codes).numpy(), reference.score_samples(codes.numpy()))
+    assert sorted(mixture.weights.tolist()) == pytest.approx([1 / 3, 2 / 3], abs=0.01)
+    z = mixture.sample(200_000, torch.Generator().manual_seed(1))
+    w, m, L = mixture.weights, mixture.means, mixture.scale_tril
+    mean = (w[:, None] * m).sum(0)
+    cov = (w[:, None, None] * (L @ L.transpose(1, 2) + m[:, :, None] * m[:, None, :])).sum(0) - mean[:, None] * mean
+    se = (cov.diagonal() / len(z)).sqrt()
+    assert ((z.mean(0) - mean).abs() < 5 * se).all()
+    assert torch.allclose(z.T.cov(), cov, atol=0.03)
+    model = vae.VAE(latent=3, hidden=8).double()
+    expected = torch.sigmoid(model.decode(mixture.sample(4, torch.Generator().manual_seed(2)))).detach()
+    assert torch.equal(model.sample(4, torch.Generator().manual_seed(2), prior=mixture), expected)
+
+
 def test_linear_gaussian_evidence_and_posterior_by_bayes_rule():
     g = torch.Generator().manual_seed(7)
     model = vae.LinearGaussian(torch.randn(4, 2, generator=g, dtype=torch.float64),

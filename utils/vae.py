@@ -65,11 +65,46 @@ class VAE(nn.Module):
         """Codes (B, latent) -> Bernoulli logits (B, 1, side, side)."""
         return self.decoder(z).view(-1, 1, self.side, self.side)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixel probabilities (n, 1, side, side) decoded from z ~ N(0, I)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, prior: CodeMixture | None = None
+               ) -> torch.Tensor:
+        """Pixel probabilities (n, 1, side, side) decoded from z ~ N(0, I), or from z ~ prior."""
         with torch.no_grad():
-            z = torch.randn(n, self.latent, generator=generator).to(system.device_of(self))
-            return torch.sigmoid(self.decode(z))
+            z = (torch.randn(n, self.latent, generator=generator) if prior is None
+                 else prior.sample(n, generator))
+            return torch.sigmoid(self.decode(z.to(system.device_of(self))))
+
+
+@dataclass(frozen=True)
+class CodeMixture:
+    """sum_k w_k N(means_k, L_k L_k^T) over codes (d,): a density fitted to a trained model's codes
+    after training (ex-post density estimation, Ghosh et al. 2020). Sampled in place of N(0, I),
+    it puts the codes where the encoder put the data, not in the regions of the prior that the
+    aggregate posterior leaves empty (Hoffman & Johnson 2016)."""
+
+    weights: torch.Tensor  # (K,)
+    means: torch.Tensor  # (K, d)
+    scale_tril: torch.Tensor  # (K, d, d): lower Cholesky factors of the covariances
+
+    @classmethod
+    def fit(cls, codes: torch.Tensor, k: int = 20, seed: int = 0) -> CodeMixture:
+        """Maximum likelihood by EM (scikit-learn's GaussianMixture, full covariances) on codes (N, d)."""
+        from sklearn.mixture import GaussianMixture
+
+        gm = GaussianMixture(k, covariance_type="full", random_state=seed).fit(codes.detach().cpu().double().numpy())
+        as_codes = lambda a: torch.as_tensor(a).to(codes.device, codes.dtype)  # noqa: E731
+        return cls(as_codes(gm.weights_), as_codes(gm.means_),
+                   as_codes(torch.linalg.cholesky(torch.as_tensor(gm.covariances_))))
+
+    def distribution(self) -> torch.distributions.MixtureSameFamily:
+        return torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(probs=self.weights),
+            torch.distributions.MultivariateNormal(self.means, scale_tril=self.scale_tril))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes (n, d): a component k ~ w, then means_k + L_k eps with eps ~ N(0, I)."""
+        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator).to(self.means.device)
+        eps = torch.randn(n, self.means.shape[1], 1, generator=generator, dtype=self.means.dtype)
+        return self.means[k] + (self.scale_tril[k] @ eps.to(self.means.device)).squeeze(-1)
 
 
 def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None

@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DLCOURSE_QUIET := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install sandbox browser services book book-all test test-fast bench bench-grading bench-cluster notebooks assignment-pages repository clean
+.PHONY: install sandbox browser services book book-all test test-fast bench bench-lectures bench-grading bench-cluster notebooks assignment-pages repository clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -71,6 +71,9 @@ test-fast: $(STAMP) sandbox  ## unit tests only: utils, the grader's stages, the
 
 bench: $(STAMP) sandbox  ## time every notebook, assignment, book build and one autograde
 	$(BIN)/python tests/bench.py
+
+bench-lectures: $(STAMP)  ## the lecture pages only, or those named: make bench-lectures PAGES="08 10c"
+	$(BIN)/python tests/bench.py lectures $(PAGES)
 
 bench-grading: $(STAMP) sandbox  ## the grader only: 40 submissions against plain nbgrader, and where the time goes
 	$(BIN)/python tests/bench.py grading

@@ -203,6 +203,18 @@ def cluster_throughput(n: int = 24, stub_n: int = 200) -> list[tuple[str, str, f
             ("cluster", "coordinator per submission (ms)", 1000 * coordinator, COORDINATOR_MS)]
 
 
+def lecture_times(prefixes: list[str] | None = None) -> list[tuple[str, str, float, float]]:
+    """Each lecture page (those whose name starts with one of `prefixes`, or all) in a fresh kernel."""
+    rows = []
+    for md in sorted((REPO / "notebooks").glob("*.md")):
+        if not prefixes or any(md.stem.startswith(p) for p in prefixes):
+            budget = BUDGET_01 if md.stem.startswith("01_") else BUDGET["lecture"]
+            rows.append(("lecture", md.stem, run_notebook(jupytext.read(md)), budget))
+    if prefixes and not rows:
+        raise SystemExit(f"no lecture page starts with {' or '.join(prefixes)}")
+    return rows
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
@@ -216,10 +228,9 @@ def main() -> int:
         return report(grading_throughput(), "grading.json")
     if sys.argv[1:] == ["cluster"]:  # `make bench-cluster`: Redis, 1 and 2 workers, the coordinator
         return report(cluster_throughput(), "cluster.json")
-    rows: list[tuple[str, str, float, float]] = []
-    for md in sorted((REPO / "notebooks").glob("*.md")):
-        budget = BUDGET_01 if md.stem.startswith("01_") else BUDGET["lecture"]
-        rows.append(("lecture", md.stem, run_notebook(jupytext.read(md)), budget))
+    if sys.argv[1:2] == ["lectures"]:  # `make bench-lectures [PAGES="08_vae 10c"]`: lecture pages only
+        return report(lecture_times(sys.argv[2:]), "lectures.json")
+    rows = lecture_times()
     for name in pipeline.assignments():
         budget = BUDGET_01 if name.startswith("01_") else BUDGET["assignment"]
         rows.append(("assignment", name, run_notebook(pipeline.source_notebook(name)), budget))

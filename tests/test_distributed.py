@@ -191,8 +191,9 @@ def test_a_worker_machine_that_dies_mid_run_loses_nothing(graded, tmp_path):
         batch = threading.Thread(target=lambda: done.update(outcomes=autograde.autograde(
             NAME, tmp_path / "subs", graded["remote"], limits=LIMITS, executor=CeleryPool(broker))))
         batch.start()
-        servers.wait_for(lambda: _mid_run_pool_process(procs), 120, "a run in progress")
-        busy = next(w for w in procs if _mid_run_pool_process([w]))
+        found = []  # the pool process seen mid-run (looking again could find the run ended)
+        servers.wait_for(lambda: found.append(_mid_run_pool_process(procs)) or found[-1], 120, "a run in progress")
+        busy = next(w for w in procs if w.pid == found[-1].ppid())
         servers.stop(busy)  # the worker's main process, its pool process and its sandbox, at once
         batch.join(timeout=300)
     assert not batch.is_alive(), "the run of the dead machine was never delivered again"

@@ -181,6 +181,21 @@ def on_meta(module):
     return module.to("meta")
 
 
+class GeneratorOnItsDevice(torch.overrides.TorchFunctionMode):
+    """Fails a draw made with a generator on another device than the tensor drawn: CUDA refuses
+    a CPU generator for a CUDA tensor, the meta device lets it pass."""
+
+    DRAWS = {torch.randn, torch.rand, torch.randint, torch.multinomial, torch.normal, torch.bernoulli}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.DRAWS and kwargs.get("generator") is not None:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            device = torch.device(kwargs.get("device") or (tensors[0].device if tensors else "cpu"))
+            assert device.type == kwargs["generator"].device.type, f"{func.__name__} on {device} with a CPU generator"
+        return func(*args, **kwargs)
+
+
 def test_samplers_and_losses_allocate_on_the_device_of_the_model():
     from utils import autoencoder, diffusion, ebm, flows, gan, vae, vq
 
@@ -189,24 +204,28 @@ def test_samplers_and_losses_allocate_on_the_device_of_the_model():
     unet = on_meta(diffusion.UNet(channels=8, t_dim=16))
     mlp = on_meta(diffusion.ResidualMLP(hidden=16, blocks=1, t_dim=8))
     meta = lambda *shape: torch.zeros(*shape, device="meta")  # noqa: E731
-    results = {
-        "ddpm": diffusion.sample(unet, (2, 1, 8, 8), schedule, generator=g)[0],
-        "ddim": diffusion.sample(mlp, (3, 2), schedule, steps=4, clip=1.0, generator=g)[0],
-        "diffusion loss": diffusion.diffusion_loss(mlp, meta(3, 2), schedule, g),
-        "langevin": ebm.langevin_energy(on_meta(ebm.EnergyMLP(hidden=8)), meta(3, 2), 0.01, 2, g),
-        "dsm loss": ebm.denoising_score_matching_loss(lambda x: -x, meta(3, 2), 0.5, g),
-        "vae": on_meta(vae.VAE(latent=2, hidden=8)).sample(3, g),
-        "flow": on_meta(flows.coupling_flow(hidden=8, n_layers=2)).sample(3, 2, g),
-        "code prior": on_meta(vq.CodePrior(K=4, dim=4, hidden=8)).sample(2, (2, 2), generator=g),
-        "gumbel": vq.gumbel_softmax(meta(3, 4), 0.5, generator=g),
-        "corrupt": autoencoder.corrupt(meta(2, 1, 8, 8), "gaussian", 0.3, g),
-        "mask": autoencoder.corrupt(meta(2, 1, 8, 8), "mask", 0.5, g),
-        "gradient penalty": gan.gradient_penalty(on_meta(torch.nn.Linear(2, 1)), meta(3, 2), meta(3, 2), g),
-    }
-    for tricks in (gan.Tricks(), gan.Tricks(conditional=True, gaussian_z=False)):
-        model = gan.digit_gan(tricks, z_dim=4, width=4)
-        model.G, model.D = on_meta(model.G), on_meta(model.D)
-        results[f"gan {tricks.conditional}"] = model.sample(3, g)
+    with GeneratorOnItsDevice():
+        results = {
+            "ddpm": diffusion.sample(unet, (2, 1, 8, 8), schedule, generator=g)[0],
+            "ddim": diffusion.sample(mlp, (3, 2), schedule, steps=4, clip=1.0, generator=g)[0],
+            "diffusion loss": diffusion.diffusion_loss(mlp, meta(3, 2), schedule, g),
+            "langevin": ebm.langevin_energy(on_meta(ebm.EnergyMLP(hidden=8)), meta(3, 2), 0.01, 2, g),
+            "dsm loss": ebm.denoising_score_matching_loss(lambda x: -x, meta(3, 2), 0.5, g),
+            "vae": on_meta(vae.VAE(latent=2, hidden=8)).sample(3, g),
+            "flow": on_meta(flows.coupling_flow(hidden=8, n_layers=2)).sample(3, 2, g),
+            "gumbel": vq.gumbel_softmax(meta(3, 4), 0.5, generator=g),
+            "corrupt": autoencoder.corrupt(meta(2, 1, 8, 8), "gaussian", 0.3, g),
+            "mask": autoencoder.corrupt(meta(2, 1, 8, 8), "mask", 0.5, g),
+            "gradient penalty": gan.gradient_penalty(on_meta(torch.nn.Linear(2, 1)), meta(3, 2), meta(3, 2), g),
+            "reparameterize": vae.reparameterize(meta(3, 2), meta(3, 2), generator=g),
+        }
+        for tricks in (gan.Tricks(), gan.Tricks(conditional=True, gaussian_z=False)):
+            model = gan.digit_gan(tricks, z_dim=4, width=4)
+            model.G, model.D = on_meta(model.G), on_meta(model.D)
+            results[f"gan {tricks.conditional}"] = model.sample(3, g)
+    # Left: torch.multinomial with the CPU generator on the model's probabilities. CUDA would refuse
+    # it; drawing on the CPU and moving the token needs a copy the meta device cannot make.
+    results["code prior"] = on_meta(vq.CodePrior(K=4, dim=4, hidden=8)).sample(2, (2, 2), generator=g)
     assert {name: x.device.type for name, x in results.items()} == dict.fromkeys(results, "meta")
 
 

@@ -29,7 +29,7 @@ def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor | 
     """z = mu + sigma * eps with sigma = exp(log_var / 2) and eps ~ N(0, I): a sample of
     N(mu, sigma^2) that is a differentiable function of mu and log_var."""
     if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
     return mu + (0.5 * log_var).exp() * eps
 
 

@@ -183,12 +183,15 @@ def on_meta(module):
 
 class GeneratorOnItsDevice(torch.overrides.TorchFunctionMode):
     """Fails a draw made with a generator on another device than the tensor drawn: CUDA refuses
-    a CPU generator for a CUDA tensor, the meta device lets it pass."""
+    a CPU generator for a CUDA tensor, the meta device lets it pass. A meta tensor copied to the
+    CPU arrives as ones (meta has no values), as an accelerator's probabilities would arrive."""
 
     DRAWS = {torch.randn, torch.rand, torch.randint, torch.multinomial, torch.normal, torch.bernoulli}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is torch.Tensor.cpu and args[0].device.type == "meta":
+            return torch.ones(args[0].shape, dtype=args[0].dtype)
         if func in self.DRAWS and kwargs.get("generator") is not None:
             tensors = [a for a in args if isinstance(a, torch.Tensor)]
             device = torch.device(kwargs.get("device") or (tensors[0].device if tensors else "cpu"))
@@ -197,7 +200,7 @@ class GeneratorOnItsDevice(torch.overrides.TorchFunctionMode):
 
 
 def test_samplers_and_losses_allocate_on_the_device_of_the_model():
-    from utils import autoencoder, diffusion, ebm, flows, gan, vae, vq
+    from utils import autoencoder, diffusion, ebm, flows, gan, rnn, vae, vq
 
     g = torch.Generator().manual_seed(0)
     schedule = diffusion.cosine_schedule(20)
@@ -223,9 +226,10 @@ def test_samplers_and_losses_allocate_on_the_device_of_the_model():
             model = gan.digit_gan(tricks, z_dim=4, width=4)
             model.G, model.D = on_meta(model.G), on_meta(model.D)
             results[f"gan {tricks.conditional}"] = model.sample(3, g)
-    # Left: torch.multinomial with the CPU generator on the model's probabilities. CUDA would refuse
-    # it; drawing on the CPU and moving the token needs a copy the meta device cannot make.
-    results["code prior"] = on_meta(vq.CodePrior(K=4, dim=4, hidden=8)).sample(2, (2, 2), generator=g)
+        results["code prior"] = on_meta(vq.CodePrior(K=4, dim=4, hidden=8)).sample(2, (2, 2), generator=g)
+        results["char LM"] = on_meta(rnn.CharLM(5, dim=4, hidden=8)).generate(
+            torch.zeros(3, dtype=torch.long, device="meta"), 4, temperature=1.0, generator=g
+        )
     assert {name: x.device.type for name, x in results.items()} == dict.fromkeys(results, "meta")
 
 

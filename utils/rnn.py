@@ -153,7 +153,8 @@ class CharLM(nn.Module):
                 token = last.argmax()
             else:
                 probs = torch.softmax(last / temperature, dim=-1)
-                token = torch.multinomial(probs, 1, generator=generator)[0]
+                # the CPU generator draws on the CPU (CUDA refuses it), then the token moves back
+                token = torch.multinomial(probs.cpu(), 1, generator=generator)[0].to(probs.device)
             out.append(token)
             logits, state = self(token.view(1, 1), state)
         return torch.stack(out)

@@ -183,7 +183,8 @@ class CodePrior(nn.Module):
         for _ in range(shape[0] * shape[1]):
             y, state = self.lstm(self.embed(token), state)
             probs = torch.softmax(self.head(y[:, -1]) / temperature, -1)
-            token = torch.multinomial(probs, 1, generator=generator)
+            # Drawn with the CPU generator on the CPU, then moved: CUDA refuses a CPU generator.
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
             out.append(token)
         return torch.cat(out, 1).view(n, *shape)
 

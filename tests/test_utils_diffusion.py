@@ -112,3 +112,61 @@ def test_networks_keep_the_shape_and_use_the_time(make):
     loss = diffusion.diffusion_loss(net, x, diffusion.linear_schedule(100), torch.Generator().manual_seed(0))
     loss.backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+class MixtureByLabel(torch.nn.Module):
+    """The exact eps of a Gaussian mixture given the label of its component, and without one."""
+
+    def __init__(self, mix: diffusion.GaussianMixture, schedule: diffusion.Schedule) -> None:
+        super().__init__()
+        self.mix, self.schedule, self.null = mix, schedule, len(mix.means)
+
+    def forward(self, x_t, t, y):
+        eps = self.mix.eps_model(self.schedule)(x_t, t)  # the whole mixture: y = null
+        for i in range(len(x_t)):
+            if y[i] != self.null:
+                one = diffusion.GaussianMixture(self.mix.means[y[i] : y[i] + 1], self.mix.std)
+                eps[i] = one.eps_model(self.schedule)(x_t[i : i + 1], t[i : i + 1])[0]
+        return eps
+
+
+def test_guidance_is_the_eps_of_the_label_likelihood_raised_to_the_power_w():
+    """(1 + w) eps(x, y) - w eps(x) = -sqrt(1 - alpha_bar) grad log [p_t(x | y) p_t(y | x)^w], by
+    autograd on a mixture whose p_t(x | y), p_t(x) and p_t(y | x) are known exactly."""
+    mix = diffusion.GaussianMixture(torch.tensor([[0.0, 1.0], [2.0, -1.0], [-1.0, 0.5]], dtype=torch.float64),
+                                    0.4, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+    s = diffusion.cosine_schedule(50)
+    model = MixtureByLabel(mix, s)
+    t, y = torch.tensor([5, 20, 45, 30]), torch.tensor([0, 1, 2, 1])
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
+    for w in (0.0, 0.5, 3.0):
+        guided = diffusion.Guided(model, y, w)(x.detach(), t)
+        for i in range(4):
+            ab = s.alpha_bar[t[i]].item()
+            q_t = mix.noised(ab)
+            q_y = diffusion.GaussianMixture(q_t.means[y[i] : y[i] + 1], q_t.std)
+            log_label = math.log(mix.weights[y[i]]) + q_y.log_prob(x[i : i + 1]) - q_t.log_prob(x[i : i + 1])
+            (grad,) = torch.autograd.grad((q_y.log_prob(x[i : i + 1]) + w * log_label).sum(), x)
+            assert torch.allclose(guided[i], -math.sqrt(1 - ab) * grad[i], atol=1e-10), (w, i)
+
+
+def test_drop_labels_replaces_a_share_p_with_null_and_keeps_the_rest():
+    y = torch.arange(100_000) % 10
+    dropped = diffusion.drop_labels(y, 0.1, 10, torch.Generator().manual_seed(0))
+    kept = dropped != 10
+    assert (~kept).double().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert torch.equal(dropped[kept], y[kept])
+    assert torch.equal(diffusion.drop_labels(y, 0.0, 10), y)
+
+
+def test_a_unet_with_labels_uses_them_and_null_is_no_label():
+    torch.manual_seed(0)
+    net, x, t = diffusion.UNet(channels=8, classes=10), torch.randn(4, 1, 8, 8), torch.full((4,), 30)
+    assert torch.equal(net(x, t), net(x, t, torch.full((4,), 10)))
+    assert not torch.allclose(net(x, t, torch.tensor([0, 1, 2, 3])), net(x, t, torch.tensor([4, 5, 6, 7])))
+    with pytest.raises(ValueError, match="no labels"):
+        diffusion.UNet(channels=8)(x, t, torch.zeros(4, dtype=torch.long))
+    torch.manual_seed(0)
+    plain = diffusion.UNet(channels=8)  # no label table: the same parameters, drawn in the same order
+    assert "label.weight" not in plain.state_dict()
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in plain.state_dict().items())

@@ -210,6 +210,9 @@ def test_samplers_and_losses_allocate_on_the_device_of_the_model():
     with GeneratorOnItsDevice():
         results = {
             "ddpm": diffusion.sample(unet, (2, 1, 8, 8), schedule, generator=g)[0],
+            "guided": diffusion.sample(diffusion.Guided(on_meta(diffusion.UNet(channels=8, t_dim=16, classes=3)),
+                                                        torch.tensor([0, 2]), 1.0), (2, 1, 8, 8), schedule,
+                                       steps=3, generator=g)[0],
             "ddim": diffusion.sample(mlp, (3, 2), schedule, steps=4, clip=1.0, generator=g)[0],
             "diffusion loss": diffusion.diffusion_loss(mlp, meta(3, 2), schedule, g),
             "langevin": ebm.langevin_energy(on_meta(ebm.EnergyMLP(hidden=8)), meta(3, 2), 0.01, 2, g),

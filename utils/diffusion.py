@@ -160,6 +160,35 @@ def sample(model: EpsModel, shape: Sequence[int], schedule: Schedule, steps: int
     return x, kept
 
 
+# --- Conditioning on a label: classifier-free guidance ------------------------------------------
+
+
+def drop_labels(y: torch.Tensor, p: float, null: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """y with each label replaced by `null` with probability p: one network learns eps(x_t, t, y)
+    and the unconditional eps(x_t, t) at once (Ho & Salimans 2022, Algorithm 1)."""
+    drop = torch.rand(y.shape, generator=generator).to(y.device) < p
+    return torch.where(drop, torch.full_like(y, null), y)
+
+
+class Guided(nn.Module):
+    """The EpsModel (x_t, t) -> (1 + w) eps(x_t, t, y) - w eps(x_t, t, null) for fixed labels y (B,):
+    classifier-free guidance (Ho & Salimans 2022, eq. 6). Since eps = -sqrt(1 - alpha_bar_t) score,
+    it is the eps of p_t(x | y) p_t(y | x)^w: w = 0 samples p(x | y), w > 0 favours the x that make
+    the label likelier. Both predictions come from one batch of twice the size."""
+
+    def __init__(self, model: nn.Module, y: torch.Tensor, w: float) -> None:
+        super().__init__()
+        self.model, self.y, self.w = model, y, w
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        y = self.y.to(x_t.device)
+        if self.w == 0:
+            return self.model(x_t, t, y)
+        both = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, self.model.null)]))
+        eps_y, eps_none = both.chunk(2)
+        return (1 + self.w) * eps_y - self.w * eps_none
+
+
 def langevin(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, step: float, n_steps: int,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Unadjusted Langevin dynamics x <- x + step * score(x) + sqrt(2 step) z, whose stationary
@@ -290,9 +319,10 @@ class ResBlock(nn.Module):
 
 class UNet(nn.Module):
     """A two-level U-Net for (B, 1, 8, 8) images (Ronneberger et al. 2015, as used by Ho et al. 2020):
-    8x8 -> 4x4 -> 8x8 with skip connections and the time embedding in every residual block."""
+    8x8 -> 4x4 -> 8x8 with skip connections and the time embedding in every residual block.
+    With classes > 0 it also takes labels y (B,) in 0..classes - 1, or `null` for none."""
 
-    def __init__(self, channels: int = 32, t_dim: int = 64) -> None:
+    def __init__(self, channels: int = 32, t_dim: int = 64, classes: int = 0) -> None:
         super().__init__()
         c, e = channels, 4 * channels
         self.t_dim = t_dim
@@ -306,9 +336,18 @@ class UNet(nn.Module):
         self.upsample = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(2 * c, c, 3, padding=1))
         self.up1 = ResBlock(2 * c, c, e)  # [up, down1] -> (B, c, 8, 8)
         self.out = nn.Sequential(nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, 1, 3, padding=1))
+        # classes > 0: a learned embedding of the label joins the time embedding; the extra last
+        # row, index `null`, stands for "no label" (Ho & Salimans 2022).
+        self.null = classes
+        self.label = nn.Embedding(classes + 1, e) if classes else None
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time(timestep_embedding(t, self.t_dim))
+        if self.label is not None:
+            y = torch.full_like(t, self.null) if y is None else y.to(t.device)
+            emb = emb + self.label(y)
+        elif y is not None:
+            raise ValueError("this U-Net has no labels: build it with UNet(classes=...)")
         h1 = self.down1(self.inp(x_t), emb)
         h2 = self.down2(self.downsample(h1), emb)
         h = self.up2(torch.cat([self.mid(h2, emb), h2], 1), emb)

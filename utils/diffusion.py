@@ -165,14 +165,14 @@ def sample(model: EpsModel, shape: Sequence[int], schedule: Schedule, steps: int
 
 def drop_labels(y: torch.Tensor, p: float, null: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """y with each label replaced by `null` with probability p: one network learns eps(x_t, t, y)
-    and the unconditional eps(x_t, t) at once (Ho & Salimans 2022, Algorithm 1)."""
+    and the unconditional eps(x_t, t) at once (Ho & Salimans 2021, Algorithm 1)."""
     drop = torch.rand(y.shape, generator=generator).to(y.device) < p
     return torch.where(drop, torch.full_like(y, null), y)
 
 
 class Guided(nn.Module):
     """The EpsModel (x_t, t) -> (1 + w) eps(x_t, t, y) - w eps(x_t, t, null) for fixed labels y (B,):
-    classifier-free guidance (Ho & Salimans 2022, eq. 6). Since eps = -sqrt(1 - alpha_bar_t) score,
+    classifier-free guidance (Ho & Salimans 2021). Since eps = -sqrt(1 - alpha_bar_t) score,
     it is the eps of p_t(x | y) p_t(y | x)^w: w = 0 samples p(x | y), w > 0 favours the x that make
     the label likelier. Both predictions come from one batch of twice the size."""
 
@@ -184,7 +184,8 @@ class Guided(nn.Module):
         y = self.y.to(x_t.device)
         if self.w == 0:
             return self.model(x_t, t, y)
-        both = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, self.model.null)]))
+        no_label = torch.full_like(y, self.model.null)
+        both = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, no_label]))
         eps_y, eps_none = both.chunk(2)
         return (1 + self.w) * eps_y - self.w * eps_none
 
@@ -337,7 +338,7 @@ class UNet(nn.Module):
         self.up1 = ResBlock(2 * c, c, e)  # [up, down1] -> (B, c, 8, 8)
         self.out = nn.Sequential(nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, 1, 3, padding=1))
         # classes > 0: a learned embedding of the label joins the time embedding; the extra last
-        # row, index `null`, stands for "no label" (Ho & Salimans 2022).
+        # row, index `null`, stands for "no label" (Ho & Salimans 2021).
         self.null = classes
         self.label = nn.Embedding(classes + 1, e) if classes else None
 

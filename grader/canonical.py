@@ -33,14 +33,18 @@ def _copy(node: dict) -> NotebookNode:
     return nbformat.from_dict(node)
 
 
-def _tagged(cell: NotebookNode, role: str, grade_id: str | None = None) -> NotebookNode:
-    cell = _copy(cell)
+def _tag(cell: NotebookNode, role: str, grade_id: str | None = None) -> NotebookNode:
+    """cell, tagged with its role in the run (in place: for cells made for this run only)."""
     cell.metadata[TAG] = {"role": role, "grade_id": grade_id}
     return cell
 
 
+def _tagged(cell: NotebookNode, role: str, grade_id: str | None = None) -> NotebookNode:
+    return _tag(_copy(cell), role, grade_id)
+
+
 def _code(source: str, role: str, grade_id: str | None = None) -> NotebookNode:
-    return _tagged(_code_cell(source), role, grade_id)
+    return _tag(_code_cell(source), role, grade_id)
 
 
 # nbformat v4 nodes as nbformat.v4.new_* make them, without checking each against the schema
@@ -88,19 +92,19 @@ def to_run(student: NotebookNode, release: NotebookNode, source: NotebookNode) -
     """The notebook to execute in the sandbox, and the canary nonces to look for afterwards."""
     answers, extras = student_parts(student, release)
     tests = {_nbg(c)["grade_id"]: c.source for c in source.cells if _is_test(c)}
-    cells = [_tagged(c, "extra") for c in extras.get(None, [])]
+    cells = [_tag(c, "extra") for c in extras.get(None, [])]  # student_parts made them for this run
     for cell in release.cells:
         gid = _nbg(cell).get("grade_id")
         if _nbg(cell).get("solution"):
-            answer = _copy(cell)
+            answer = _tagged(cell, "answer", gid)
             answer.source = answers.get(gid, cell.source)
-            cells.append(_tagged(answer, "answer", gid))
+            cells.append(answer)
         elif _is_test(cell):
             visible, probes = split_hidden(tests[gid])
             cells += [_code(visible, "visible", gid), _code(probes, "probe", gid)]
         else:
             cells.append(_tagged(cell, "locked", gid))
-        cells += [_tagged(c, "extra") for c in extras.get(gid, [])]
+        cells += [_tag(c, "extra") for c in extras.get(gid, [])]
     nonce = {"assert": secrets.token_hex(8), "print": secrets.token_hex(8)}
     cells.append(_code(f'assert 1 + 1 == 3, "canary {nonce["assert"]}"', "canary"))
     cells.append(_code(f'print("canary", "{nonce["print"]}")', "canary"))

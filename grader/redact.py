@@ -73,22 +73,29 @@ def scrub(text: str, lines: list[str]) -> str:
     return text
 
 
+def _replace(node: dict, key: str, value: object) -> bool:
+    """node[key] = value; was it different?"""
+    before, node[key] = node[key], value
+    return before != value
+
+
 def rewrite_outputs(cell: NotebookNode, fn) -> int:
     """Apply fn to every text a code cell's outputs can show (streams, text data, errors), in place;
     returns how many outputs changed."""
     changed = 0
     for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
-        before = json.dumps(out, sort_keys=True)
+        edits = []
         if "text" in out:
-            out["text"] = fn(str(out["text"]))
-        for mime, value in out.get("data", {}).items():
+            edits.append(_replace(out, "text", fn(str(out["text"]))))
+        data = out.get("data", {})
+        for mime, value in data.items():
             if mime.startswith("text/"):
-                out["data"][mime] = fn(value if isinstance(value, str) else "".join(value))
+                edits.append(_replace(data, mime, fn(value if isinstance(value, str) else "".join(value))))
         if "evalue" in out:
-            out["evalue"] = fn(str(out["evalue"]))
+            edits.append(_replace(out, "evalue", fn(str(out["evalue"]))))
         if "traceback" in out:
-            out["traceback"] = [fn(str(t)) for t in out["traceback"]]
-        changed += json.dumps(out, sort_keys=True) != before
+            edits.append(_replace(out, "traceback", [fn(str(t)) for t in out["traceback"]]))
+        changed += any(edits)
     return changed
 
 

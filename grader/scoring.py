@@ -1,17 +1,19 @@
 """The score stage (trusted): a RunResult and the reference results -> scores, details, flags.
 
 Everything in a RunResult came out of untrusted code, possibly through another machine: the
-executed notebook is validated and keeps our own sources and tags, only safe output types
-survive, records are parsed as plain data (grader.records), events are described in words.
-Scores come from the records alone; the canaries only flag a tampered kernel.
+executed notebook is the plan's cells with the reported outputs, each checked against nbformat's
+schema, only safe output types surviving; records are parsed as plain data (grader.records);
+events are described in words. Scores come from the records alone; the canaries only flag a
+tampered kernel.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import nbformat
+from nbformat import NotebookNode
 
-from . import canonical, records
+from . import canonical, nbschema, records
 from .canonical import TAG
 from .messages import RunRequest, RunResult
 from .sandbox import Limits
@@ -58,22 +60,38 @@ def describe(event: dict, cells: list, limits: Limits) -> str:
     return f"the grading runner failed: {str(event.get('error', kind))[:300]}"
 
 
-def executed_notebook(reported: dict | None, plan: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
-    """The run's notebook: the plan's cells (our sources and tags) with the reported outputs,
-    safe MIME types only. An unreadable report leaves the plan without outputs."""
+def _outputs(ran: object) -> tuple[int | None, list[dict]]:
+    """A reported code cell's execution count and outputs, each output checked against nbformat's
+    schema, safe MIME types only; ValueError if it is not a code cell as planned."""
+    if not isinstance(ran, dict) or ran.get("cell_type") != "code":
+        raise ValueError("a code cell changed type during the run")
+    count, outputs = ran.get("execution_count"), ran.get("outputs", [])
+    if not (count is None or (type(count) is int and count >= 0)) or not isinstance(outputs, list):
+        raise ValueError("a code cell's execution count or outputs are malformed")
+    for out in outputs:
+        nbschema.check_output(out)  # nbschema.Invalid (a ValueError) if malformed
+        if "data" in out:
+            out["data"] = {k: v for k, v in out["data"].items() if k in SAFE_MIME}
+    return count, [nbformat.from_dict(out) for out in outputs]  # nodes, as nbgrader reads them
+
+
+def executed_notebook(reported: dict | None, plan: NotebookNode) -> tuple[NotebookNode, list[str]]:
+    """The run's notebook: the plan (our cells, sources and tags) with the execution counts and
+    outputs the run reported, nothing else of the report. An unreadable report leaves the plan
+    without outputs."""
     if reported is None:
         return plan, []
     try:
-        nb = nbformat.from_dict(reported)
-        nbformat.validate(nb)
-        if len(nb.cells) != len(plan.cells):
+        cells = reported.get("cells")
+        if not isinstance(cells, list) or len(cells) != len(plan.cells):
             raise ValueError("cells were added or removed during the run")
-        for ran, planned in zip(nb.cells, plan.cells):  # keep our own sources and tags
-            ran.source, ran.metadata = planned.source, planned.metadata
-            for out in ran.get("outputs", []) if ran.cell_type == "code" else []:
-                if "data" in out:
-                    out["data"] = {k: v for k, v in out["data"].items() if k in SAFE_MIME}
-        return nb, []
+        executed = []
+        for ran, planned in zip(cells, plan.cells):
+            cell = NotebookNode(planned)  # a new cell around the plan's own parts, which stay unchanged
+            if planned.cell_type == "code":
+                cell.execution_count, cell.outputs = _outputs(ran)
+            executed.append(cell)
+        return NotebookNode({**plan, "cells": executed}), []
     except Exception as err:  # a malformed report: keep the plan, without outputs
         return plan, [f"the executed notebook could not be read back ({type(err).__name__})"]
 

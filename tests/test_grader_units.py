@@ -4,6 +4,7 @@ import ast
 import base64
 import copy
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -402,6 +403,65 @@ def test_intake_explains_what_it_cannot_grade(tmp_path, name, content, status, n
         (folder / "a1.ipynb").write_bytes(content)
     taken = intake.intake(folder, intake.Assignment("a1", release, source), tmp_path / "uploads", Limits())
     assert taken.request is None and taken.outcome.status == status and note in taken.outcome.notes[-1]
+
+
+def every_kind_of_notebook(minor=5):
+    """A notebook with every kind of cell and of output, as nbformat writes it (lines split)."""
+    outputs = [V4.new_output("stream", name="stdout", text="hi\n"),
+               V4.new_output("error", ename="ValueError", evalue="no", traceback=["line"]),
+               V4.new_output("display_data", data={"text/plain": "x", "image/png": "iVBOR"}),
+               V4.new_output("execute_result", data={"text/plain": "3"}, execution_count=1)]
+    nb = V4.new_notebook(cells=[V4.new_markdown_cell("# a"), V4.new_raw_cell("raw"),
+                                V4.new_code_cell("1 + 2", outputs=outputs, execution_count=1)])
+    nb = json.loads(nbformat.writes(nb))
+    nb["nbformat_minor"] = minor
+    if minor < 5:
+        for cell in nb["cells"]:
+            del cell["id"]
+    return nb
+
+
+BREAKS = {
+    "a cell without source": lambda nb: nb["cells"][0].pop("source"),
+    "an unknown cell type": lambda nb: nb["cells"][1].update(cell_type="cod"),
+    "a code cell without outputs": lambda nb: nb["cells"][2].pop("outputs"),
+    "a negative execution count": lambda nb: nb["cells"][2].update(execution_count=-1),
+    "a markdown cell with outputs": lambda nb: nb["cells"][0].update(outputs=[]),
+    "a cell id with a space": lambda nb: nb["cells"][0].update(id="a b"),
+    "a stream without a name": lambda nb: nb["cells"][2]["outputs"][0].pop("name"),
+    "an unknown output type": lambda nb: nb["cells"][2]["outputs"][0].update(output_type="strem"),
+    "an error without a traceback": lambda nb: nb["cells"][2]["outputs"][1].pop("traceback"),
+    "an output with a key of its own": lambda nb: nb["cells"][2]["outputs"][2].update(foo=1),
+    "an execute result counted in words": lambda nb: nb["cells"][2]["outputs"][3].update(execution_count="one"),
+    "metadata that is a list": lambda nb: nb.update(metadata=[]),
+    "a minor version in words": lambda nb: nb.update(nbformat_minor="5"),
+    "cells that are not a list": lambda nb: nb.update(cells={}),
+    "a cell that is a string": lambda nb: nb["cells"].append("cell"),
+    "a key of its own at the top": lambda nb: nb.update(extra=True),
+}
+
+
+@pytest.mark.parametrize("minor", [4, 5])
+@pytest.mark.parametrize("change", [None, *BREAKS])
+def test_the_schema_checked_cell_by_cell_gives_nbformats_verdict(minor, change):
+    from grader import nbschema
+
+    nb = every_kind_of_notebook(minor)
+    if change:
+        BREAKS[change](nb)
+    try:
+        with warnings.catch_warnings():  # nbformat's own note that a broken cell has no id
+            warnings.simplefilter("ignore")
+            nbformat.validate(copy.deepcopy(nb))
+        theirs = True
+    except Exception:
+        theirs = False
+    try:
+        nbschema.check_notebook(nb)
+        ours = True
+    except nbschema.Invalid:
+        ours = False
+    assert ours == theirs == (change is None)
 
 
 # --- the gradebook writer ------------------------------------------------------------------------

@@ -4,7 +4,7 @@ The schema says a cell is oneOf(raw_cell, markdown_cell, code_cell), and an outp
 four kinds; each branch fixes the type field (cell_type, output_type) to one value, so exactly
 one branch can match: the one its type field names. nbformat's validator (fastjsonschema) tries
 every branch, and a failed branch raises, which made the check of one notebook about a
-millisecond: the most expensive step of reading one. Here the same definitions are compiled
+millisecond: the most expensive step of reading an upload. Here the same definitions are compiled
 once per type and each cell and output is checked by the one its type names: the same verdict
 (tests/test_grader_units.py compares both on valid and broken notebooks), without the tries.
 """

@@ -87,7 +87,7 @@ def executed_notebook(reported: dict | None, plan: NotebookNode) -> tuple[Notebo
             raise ValueError("cells were added or removed during the run")
         executed = []
         for ran, planned in zip(cells, plan.cells):
-            cell = NotebookNode(planned)  # a new cell around the plan's own parts, which stay unchanged
+            cell = NotebookNode(planned)  # a new cell around the plan's own source, tags and id
             if planned.cell_type == "code":
                 cell.execution_count, cell.outputs = _outputs(ran)
             executed.append(cell)

@@ -15,7 +15,7 @@ half-read. No pickle, on any route.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from .sandbox import Limits
 
@@ -41,6 +41,11 @@ def _check(cls, data: object) -> dict:
     return out
 
 
+def _dumps(message) -> bytes:
+    """A message's fields as JSON (dataclasses.asdict would deep-copy every value first)."""
+    return json.dumps({f.name: getattr(message, f.name) for f in fields(message)}).encode()
+
+
 def _loads(raw: bytes) -> object:
     try:
         return json.loads(raw.decode("utf-8"))
@@ -60,7 +65,7 @@ class RunRequest:
     sandboxed: bool = True  # False only when the instructor chose --unsafe-no-sandbox
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+        return _dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "RunRequest":
@@ -93,7 +98,7 @@ class RunResult:
     error: str = ""  # the executor could not run the notebook at all (no sandbox on its host, ...)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+        return _dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "RunResult":

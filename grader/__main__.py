@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", help=f"the Redis URL for run results, when the broker is RabbitMQ (default: ${RESULTS_ENV})")
     p.add_argument("--regrade", action="store_true",
                    help="run every submission again, also those already graded for the same upload")
+    p.add_argument("--trusted-processes", type=int,
+                   help="processes of this machine that take in and score submissions (default: one per core, "
+                        "at most 4, for 200 submissions or more; else 1)")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")
     p.add_argument("assignment")
     p = sub.add_parser("formgrader", help="nbgrader's formgrader on the course, for manual grading (loopback only)")
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             submissions = args.submissions or course / "collected" / args.assignment
             outcomes = autograde.autograde(args.assignment, submissions, course, limits=limits,
                                            workers=args.workers, allow_unsandboxed=args.unsafe_no_sandbox,
-                                           executor=executor, regrade=args.regrade)
+                                           executor=executor, regrade=args.regrade,
+                                           trusted_processes=args.trusted_processes)
             print(f"{'student':20s} {'status':10s} {'score':>9s}  notes")
             for o in outcomes:
                 score = f"{max(0.0, o.score - o.late_penalty):g}/{o.max_score:g}" if o.status == "graded" else "-"

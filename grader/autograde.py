@@ -5,6 +5,9 @@
     as each result arrives    trusted.Stages.judge   (trusted)  RunResult + reference -> scores, files, notes
     in batches                gradebook.GradebookWriter         scores -> nbgrader's gradebook, one writer
 
+Intake and scoring run in this process, or for a large class in several processes of this
+machine (grader.stagepool); recording is this process's alone.
+
 The executor is a parameter (grader.executors.Executor); the local pool is the default. Only
 RunRequests reach it: the reference results, the gradebook and the course directory stay in
 this process. Every run is kept as COURSE/runs/NAME/STUDENT/TIME.ipynb, the report in
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,14 +27,14 @@ from tqdm import tqdm
 
 from utils import system
 
-from . import intake, sandbox
+from . import intake, sandbox, stagepool
 from .executors import Executor, LocalPool
 from .gradebook import GradebookWriter
 from .late import Deadlines
 from .messages import RunRequest, RunResult
 from .pipeline import check_assignment, check_database, db_url, read_reference
 from .report import GraderError, Outcome, write_report
-from .trusted import Stages
+from .trusted import Judged, Stages
 
 BATCH_SIZE = 32  # submissions per gradebook transaction
 BATCH_SECONDS = 10.0  # or fewer, when results come in slowly
@@ -88,19 +91,17 @@ class Batch:
     def _charge(self, student: str, seconds: float) -> None:
         self.trusted_seconds[student] = self.trusted_seconds.get(student, 0.0) + seconds
 
-    def requests_for(self, folders: list[Path], writer: GradebookWriter) -> Iterator[RunRequest]:
-        """The intake stage over every folder, lazily: one request per notebook worth running."""
-        for folder in folders:
-            start = time.thread_time()
-            taken = self.stages.take(folder)
-            self.outcomes[folder.name] = taken.outcome
-            if taken.request is not None and (earlier := self._recorded(taken.outcome, writer)) is not None:
+    def requests_for(self, taken: Iterable[tuple[Path, Intake, float]], writer: GradebookWriter) -> Iterator[RunRequest]:
+        """The intake stage's results (folder, Intake, CPU seconds), lazily: one request per notebook worth running."""
+        for folder, took, seconds in taken:
+            self.outcomes[folder.name] = took.outcome
+            if took.request is not None and (earlier := self._recorded(took.outcome, writer)) is not None:
                 self.outcomes[folder.name] = earlier  # graded and recorded by an earlier, interrupted run
-                taken.request = None
-            self._charge(folder.name, time.thread_time() - start)
-            if taken.request is not None:
-                self.requests[taken.request.id] = taken.request
-                yield taken.request
+                took.request = None
+            self._charge(folder.name, seconds)
+            if took.request is not None:
+                self.requests[took.request.id] = took.request
+                yield took.request
 
     def _recorded(self, outcome: Outcome, writer: GradebookWriter) -> Outcome | None:
         """The outcome already in the gradebook for this very upload, if this command recorded one,
@@ -121,8 +122,9 @@ class Batch:
         earlier.notes = [*earlier.notes, "already graded for this upload: not run again (--regrade runs it)"]
         return earlier
 
-    def score(self, result: RunResult, writer: GradebookWriter) -> Outcome | None:
-        """The score stage for one result; its gradebook values queued in the writer."""
+    def admit(self, result: RunResult) -> tuple[Outcome, RunRequest] | None:
+        """A result worth scoring, with its outcome and request; None if it is not ours, is to run
+        again, or never ran (its outcome says so)."""
         request = self.requests.pop(result.id, None)
         if request is None:  # not ours, or answered twice
             return None
@@ -137,7 +139,10 @@ class Batch:
             outcome.notes.append(f"not run: {result.error}; grade again to retry")
             return None
         self.timings[result.id] = result.timings
-        judged = self.stages.judge(outcome, request, result)
+        return outcome, request
+
+    def accept(self, outcome: Outcome, judged: Judged, writer: GradebookWriter) -> Outcome | None:
+        """The score stage's verdict into the outcome; its gradebook values queued in the writer."""
         outcome.notes += judged.notes
         outcome.flagged, outcome.seconds = judged.flagged, judged.seconds
         self._charge(outcome.student, judged.cpu)
@@ -178,12 +183,16 @@ class Batch:
 
 def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits | None = None,
               workers: int | None = None, allow_unsandboxed: bool = False,
-              executor: Executor | None = None, profile: dict | None = None, regrade: bool = False) -> list[Outcome]:
+              executor: Executor | None = None, profile: dict | None = None, regrade: bool = False,
+              trusted_processes: int | None = None) -> list[Outcome]:
     """Grade every entry of `submissions` (one folder per student); a bad one is reported and the batch goes on.
 
     An upload already graded and recorded by this command (same bytes, same release, reference
     and limits) is not run again, so a batch interrupted by a crash resumes; `regrade` runs
     every submission anyway.
+
+    Intake and scoring run in `trusted_processes` processes of this machine (default: one per
+    core, at most 4, for a class of 200 or more; else in this process).
 
     `profile`, if given, receives the trusted side's CPU seconds and the run timings per submission.
     """
@@ -216,24 +225,36 @@ def autograde(name: str, submissions: Path, course: Path, limits: sandbox.Limits
         stages = Stages(name, course, assignment, read_reference(course, name), writer.layout, limits,
                         sandboxed=reason is None, deadlines=deadlines, max_score=writer.max_score)
         batch = Batch(stages, regrade)
+        runner = stagepool.runner(stages, stagepool.processes_for(len(folders), trusted_processes))
         queued, last = [], time.perf_counter()
         bar = tqdm(total=len(folders), desc=f"grading {name}", unit="submission", disable=system.is_quiet(),
                    file=sys.stderr, smoothing=0.1)
+
+        def accept(block: bool = False) -> None:
+            for outcome, judged in runner.judged(block):
+                if batch.accept(outcome, judged, writer) is not None:
+                    queued.append(outcome)
+
         try:
             # Every submission once; then, once more, each whose run was lost (a second loss is scored as it is).
-            for requests in (batch.requests_for(folders, writer), batch.retries):
+            for requests in (batch.requests_for(runner.take(folders), writer), batch.retries):
                 for result in executor.map_unordered(requests):
                     retries = len(batch.retries)
-                    if (outcome := batch.score(result, writer)) is not None:
-                        queued.append(outcome)
+                    if (admitted := batch.admit(result)) is not None:
+                        runner.judge(*admitted, result)
+                    accept()
                     bar.update(len(batch.retries) == retries)  # a run sent again is not done yet
                     if len(queued) >= BATCH_SIZE or time.perf_counter() - last > BATCH_SECONDS:
                         batch.record(queued, writer)
                         queued, last = [], time.perf_counter()
         finally:  # what was scored is recorded, even when the executor gives up (a rerun resumes from it)
-            batch.record(queued, writer)
-            bar.update(bar.total - bar.n)  # those with nothing to run
-            bar.close()
+            try:
+                accept(block=True)
+            finally:
+                runner.close()
+                batch.record(queued, writer)
+                bar.update(bar.total - bar.n)  # those with nothing to run
+                bar.close()
     for student in list(batch.requests):  # an executor that never answered for these
         outcome = batch.outcomes[student]
         outcome.status = "error"

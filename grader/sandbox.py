@@ -16,6 +16,7 @@ kernel and torch are started once per worker rather than once per submission.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import os
@@ -54,6 +55,17 @@ class Limits:
 
 class SandboxUnavailable(RuntimeError):
     """No working sandbox on this machine; the message says why and what to install."""
+
+
+def die_with_parent() -> None:
+    """This process gets SIGKILL when its parent ends (Linux; checked after setting it: the parent
+    may already be gone)."""
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl: {os.strerror(err)}")
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @functools.cache

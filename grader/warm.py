@@ -39,11 +39,11 @@ import utils
 from utils import wire
 
 from . import runner
-from .sandbox import RECORDS, WORKDIR, ro_paths
+from .sandbox import RECORDS, WORKDIR, die_with_parent, ro_paths
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 MAX_REQUEST_BYTES = 64 * 2**20
 NO_MORE_REQUESTS = 100  # a run's exit status when the trusted side closed the request pipe
@@ -63,14 +63,6 @@ def _call(name: str, *args) -> None:
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
     _call("mount", source.encode(), target.encode(), fstype.encode() if fstype else None, flags, data.encode())
-
-
-def _die_with_parent() -> None:
-    """SIGKILL when the parent process ends (checked after setting it: the parent may already be gone)."""
-    parent = os.getppid()
-    _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -129,7 +121,7 @@ def drop_capabilities() -> None:
 
 def one_run(scratch_bytes: int, result_fd: int) -> int:
     """The run's first process: read the request, isolate, start the runner as PID 1, wait for it."""
-    _die_with_parent()
+    die_with_parent()
     request = read_request(0)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # the next student's request is not this run's to read
@@ -138,7 +130,7 @@ def one_run(scratch_bytes: int, result_fd: int) -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            _die_with_parent()
+            die_with_parent()
             drop_capabilities()
             os._exit(run_runner(request, result_fd))
         except BaseException as err:  # noqa: BLE001 (report, never return into the zygote's loop)

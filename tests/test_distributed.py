@@ -2,6 +2,7 @@
 gradebook, all started here on loopback; the same class graded by the local pool into SQLite."""
 import contextlib
 import csv
+import multiprocessing
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import submissions as S
 from grader import autograde, exports, pipeline
 from grader.__main__ import main
 from grader.broker import CeleryPool
+from grader.executors import LocalPool
 from grader.gradebook import Gradebook
 from nbgrader.api import MissingEntry
 
@@ -175,6 +177,30 @@ def test_a_worker_killed_in_the_middle_of_a_run_loses_nothing_and_counts_nothing
     with Gradebook(cluster["db"]) as gb:
         ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
         assert sorted(i for i in ids if i in CLASS) == CLASS  # regraded in place, once each
+
+
+def test_a_scoring_process_of_the_coordinator_killed_mid_batch_loses_nothing(graded, capsys):
+    """Intake and scoring in 2 processes of the coordinator's machine; one is killed with SIGKILL
+    once the first run is back: the batch goes on in the coordinator and grades as before."""
+    killed = []
+
+    class KillingPool(LocalPool):
+        def map_unordered(self, requests):
+            for result in super().map_unordered(requests):
+                yield result  # scored in a process, or in the coordinator if that process is the one killed
+                if not killed:
+                    victim = multiprocessing.active_children()[0]
+                    os.kill(victim.pid, signal.SIGKILL)
+                    killed.append(victim.pid)
+
+    again = autograde.autograde(NAME, graded["subs"], graded["local"], limits=LIMITS, executor=KillingPool(2),
+                                regrade=True, trusted_processes=2)
+    assert killed and not multiprocessing.active_children()
+    assert "a grading process of this machine died" in capsys.readouterr().err
+    assert _rows(again) == _rows(graded["pool"])
+    with Gradebook(pipeline.db_url(graded["local"])) as gb:
+        ids = [s.student.id for s in gb.find_assignment(NAME).submissions]
+        assert sorted(i for i in ids if i in CLASS) == CLASS
 
 
 def test_a_worker_machine_that_dies_mid_run_loses_nothing(graded, tmp_path):

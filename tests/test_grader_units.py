@@ -4,6 +4,8 @@ import ast
 import base64
 import copy
 import json
+import os
+import pickle
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +14,7 @@ import nbformat
 import pytest
 import torch
 
-from grader import canonical, gradebook, intake, pipeline, records, redact, scoring
+from grader import canonical, gradebook, intake, pipeline, records, redact, scoring, stagepool
 from grader.messages import BadMessage, RunRequest, RunResult
 from grader.sandbox import Limits
 from utils import checks, wire
@@ -248,6 +250,18 @@ def test_messages_serialize_to_bytes_and_back_without_loss():
     assert RunResult.from_bytes(result.to_bytes()) == result
     failed = RunResult.failed("bob", "no sandbox on worker h1: bubblewrap is not installed")
     assert RunResult.from_bytes(failed.to_bytes()) == failed
+    # between the coordinator's own processes a request crosses as the same JSON, never as pickled objects
+    crossed = pickle.loads(pickle.dumps(request))
+    assert crossed == request and type(crossed.notebook) is dict
+    assert pickle.dumps(request).count(request.to_bytes()) == 1
+
+
+def test_intake_and_scoring_run_in_processes_only_for_a_class_worth_it():
+    assert stagepool.processes_for(stagepool.MIN_FOLDERS - 1) == 1
+    assert stagepool.processes_for(10_000) == min(os.cpu_count(), stagepool.MAX_PROCESSES)
+    assert stagepool.processes_for(10, processes=3) == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        stagepool.processes_for(500, processes=0)
 
 
 @pytest.mark.parametrize("mutate", [

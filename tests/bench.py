@@ -208,7 +208,7 @@ def cluster_throughput(n: int = 24, stub_n: int = 200) -> list[tuple[str, str, f
         print(f"{total:12d} " + " ".join(f"{_duration(c):>12s}" for c in cells))
     return [("cluster", f"{n} submissions, 1 worker process", seconds[1], float("inf")),
             ("cluster", f"{n} submissions, 2 worker processes", seconds[2], float("inf")),
-            *[("cluster", f"coordinator per submission, {count} process{'es' * (count > 1)} (ms)", 1000 * cost,
+            *[("cluster", f"coordinator, {count} process{'es' * (count > 1)} (ms)", 1000 * cost,
                COORDINATOR_MS) for count, cost in costs.items()]]
 
 

@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except pipeline.GraderError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: autograde has recorded what it scored (grader.autograde)
+        if args.command == "autograde":
+            print("\ninterrupted: the grades recorded so far are kept; run the same command again to resume",
+                  file=sys.stderr)
+        return 130
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -40,6 +41,7 @@ _stages: Stages | None = None  # in a pool's process: its batch's stages
 def _start(stages: Stages) -> None:
     global _stages
     _stages = stages
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the coordinator, which finishes what they started
     if sys.platform == "linux":  # a coordinator killed mid-batch leaves no process behind
         die_with_parent()
 

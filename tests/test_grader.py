@@ -270,6 +270,15 @@ def test_cli_explains_a_missing_course_directory(monkeypatch, capsys):
     assert "--course" in capsys.readouterr().err
 
 
+def test_ctrl_c_during_autograde_says_how_to_resume(monkeypatch, capsys, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autograde, "autograde", interrupted)
+    assert main(["--course", str(tmp_path), "autograde", ASSIGNMENTS[0], "--submissions", str(tmp_path)]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+
+
 def test_regrading_is_idempotent_and_keeps_manual_grades(graded):
     name, course, subs, _, first = graded
     from nbgrader.api import Gradebook

@@ -91,7 +91,7 @@ class Batch:
     def _charge(self, student: str, seconds: float) -> None:
         self.trusted_seconds[student] = self.trusted_seconds.get(student, 0.0) + seconds
 
-    def requests_for(self, taken: Iterable[tuple[Path, Intake, float]], writer: GradebookWriter) -> Iterator[RunRequest]:
+    def requests_for(self, taken: Iterable[tuple[Path, intake.Intake, float]], writer: GradebookWriter) -> Iterator[RunRequest]:
         """The intake stage's results (folder, Intake, CPU seconds), lazily: one request per notebook worth running."""
         for folder, took, seconds in taken:
             self.outcomes[folder.name] = took.outcome

@@ -10,7 +10,8 @@ untrusted data that the score stage parses and checks field by field.
 
 Both serialize to JSON bytes and back without loss (`to_bytes`, `from_bytes`); `from_bytes`
 checks every field's type, so a malformed message is refused with BadMessage rather than
-half-read. No pickle, on any route.
+half-read. No pickle on any route to or from an executor (and between the coordinator's own
+processes, grader.stagepool, a request crosses as this JSON too).
 """
 from __future__ import annotations
 

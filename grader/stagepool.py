@@ -110,7 +110,7 @@ class Processes(InProcess):
         if self.pool is not None:
             try:
                 return self.pool.submit(fn, *args)
-            except BrokenProcessPool as err:
+            except (BrokenProcessPool, OSError) as err:  # OSError: a process could not be forked
                 self._lost(err)
         return None
 
@@ -125,10 +125,10 @@ class Processes(InProcess):
                 pass
         return in_process()
 
-    def _lost(self, err: BrokenProcessPool) -> None:
+    def _lost(self, err: Exception) -> None:
         if self.pool is not None:
-            print(f"a grading process of this machine died ({err}): the batch goes on in this process",
-                  file=sys.stderr, flush=True)
+            print(f"the grader's processes on this machine stopped ({type(err).__name__}: {err}): the batch "
+                  "goes on in this process", file=sys.stderr, flush=True)
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
 

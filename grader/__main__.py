@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", help=f"the Redis URL for run results, when the broker is RabbitMQ (default: ${RESULTS_ENV})")
     p.add_argument("--regrade", action="store_true",
                    help="run every submission again, also those already graded for the same upload")
-    p.add_argument("--trusted-processes", type=int,
+    p.add_argument("--trusted-processes", type=int, metavar="N",
                    help="processes of this machine that take in and score submissions (default: one per core, "
                         "at most 4, for 200 submissions or more; else 1)")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")

@@ -32,6 +32,12 @@ BROKER_ENV = "DLCOURSE_BROKER"
 RESULTS_ENV = "DLCOURSE_RESULTS"  # a Redis server for run results, when the broker is RabbitMQ
 
 
+def at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", help=f"the Redis URL for run results, when the broker is RabbitMQ (default: ${RESULTS_ENV})")
     p.add_argument("--regrade", action="store_true",
                    help="run every submission again, also those already graded for the same upload")
-    p.add_argument("--trusted-processes", type=int, metavar="N",
+    p.add_argument("--trusted-processes", type=at_least_one, metavar="N",
                    help="processes of this machine that take in and score submissions (default: one per core, "
                         "at most 4, for 200 submissions or more; else 1)")
     p = sub.add_parser("feedback", help="HTML feedback for every graded student")

@@ -270,6 +270,12 @@ def test_cli_explains_a_missing_course_directory(monkeypatch, capsys):
     assert "--course" in capsys.readouterr().err
 
 
+def test_cli_refuses_fewer_than_one_scoring_process(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--course", str(tmp_path), "autograde", ASSIGNMENTS[0], "--trusted-processes", "0"])
+    assert "at least 1, got '0'" in capsys.readouterr().err
+
+
 def test_ctrl_c_during_autograde_says_how_to_resume(monkeypatch, capsys, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

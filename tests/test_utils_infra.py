@@ -236,6 +236,44 @@ def test_samplers_and_losses_allocate_on_the_device_of_the_model():
     assert {name: x.device.type for name, x in results.items()} == dict.fromkeys(results, "meta")
 
 
+class ReadsMetaAsZero(GeneratorOnItsDevice):
+    """Also reads a meta scalar as 0.0 and a meta truth value as True (meta tensors have no
+    values), so that a training loop on the meta device runs to its end."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.item, torch.Tensor.__bool__) and args[0].device.type == "meta":
+            return 0.0 if func is torch.Tensor.item else True
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def test_training_loops_and_the_judge_move_data_to_the_model():
+    """Data on the CPU, the model elsewhere (as a GPU reader has it): train.fit and train_gan
+    move the batches, the judge the samples, and the parameters stay where they were."""
+    from utils import gan
+
+    x = torch.rand(16, 1, 8, 8)
+    net = on_meta(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 1)))
+    model = gan.digit_gan(gan.Tricks(conditional=True), z_dim=4, width=4)
+    model.G, model.D = on_meta(model.G), on_meta(model.D)
+    judge = on_meta(metrics.DigitJudge(width=4, n_features=8))
+    with ReadsMetaAsZero():
+        history = train.fit(net, data.make_loader(x, torch.zeros(16), batch_size=8),
+                            lambda batch: (net(batch[0]).squeeze(1) - batch[1]).pow(2).mean(), epochs=1)
+        gan.train_gan(model, x, torch.arange(16) % 10, steps=2, batch_size=4, ema=0.9)
+        judged = judge.legible(x), judge.inception_score(x)
+    assert history["loss"] == [0.0] and judged == (0.0, 1.0)  # ran to the end, on meta
+    devices = {p.device.type for m in (net, model.G, model.D, model.G_ema, judge) for p in m.parameters()}
+    assert devices == {"meta"}
+
+
+def test_to_device_moves_tensors_in_a_batch_and_leaves_the_rest():
+    batch = (torch.zeros(2), [torch.ones(1), "label"], 3)
+    moved = system.to_device(batch, torch.device("meta"))
+    assert type(moved) is tuple and type(moved[1]) is list and moved[1][1] == "label" and moved[2] == 3
+    assert moved[0].device.type == moved[1][0].device.type == "meta"
+    assert system.to_device(batch[0], torch.device("cpu")) is batch[0]  # already there: no copy
+
+
 def test_sampling_on_the_cpu_gives_the_same_numbers_as_before():
     """The noise is drawn with the CPU generator and moved: a seed gives the numbers it always gave."""
     from utils import diffusion

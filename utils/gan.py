@@ -296,7 +296,8 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
     monitor(gan) returns (with G in eval mode); returns the trained GAN. d_lr defaults to lr; g_sgd
     trains G with plain SGD (whose steps are proportional to the gradient) instead of Adam. With
     ema > 0, gan.G_ema is also kept: after each G step, theta_ema <- ema theta_ema + (1 - ema) theta,
-    batch-norm statistics included (Karras et al. 2018; Yazici et al. 2019); see GAN.averaged."""
+    batch-norm statistics included (Karras et al. 2018; Yazici et al. 2019); see GAN.averaged.
+    The data and labels are moved once to the device of G's parameters."""
     tricks = gan.tricks
     if tricks.conditional and labels is None:
         raise ValueError("a conditional GAN needs the labels")
@@ -315,14 +316,16 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
     d_lr = lr if d_lr is None else d_lr
     opt_d = (torch.optim.SGD(D.parameters(), lr=10 * d_lr, momentum=0.9) if tricks.sgd_for_d
              else torch.optim.Adam(D.parameters(), d_lr, betas=betas))
-    data = gan.to_model(data)
+    device = system.device_of(G)  # the data go where the model is: one copy, not one per batch
+    data = gan.to_model(data).to(device)
+    labels = labels.to(device) if labels is not None else None
     real_label = 1.0 - tricks.label_smoothing
     gan.history = history = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": []}
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, disable=system.is_quiet(), file=sys.stderr, leave=False)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+        idx = torch.randint(0, len(data), (batch_size,), generator=gen).to(device)
         return data[idx], labels[idx] if tricks.conditional else None
 
     for step in range(steps):

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from . import system
+
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows whose arg-max matches the label: logits (N, C), y (N,)."""
@@ -92,11 +94,15 @@ class DigitJudge(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
+    def _own(self, images: torch.Tensor) -> torch.Tensor:
+        """Digit images, checked, as float32 on the judge's device (samples may come from a GPU)."""
+        _check_digit_images(images)
+        return images.float().to(system.device_of(self))
+
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        _check_digit_images(images)
         self.eval()
-        return self.body(images.float())
+        return self.body(self._own(images))
 
     def fid(self, images: torch.Tensor, reference: torch.Tensor | None = None) -> float:
         """Frechet distance between the features of `images` and those of the test digits (or
@@ -113,16 +119,14 @@ class DigitJudge(nn.Module):
         """The share of `images` the judge reads as one digit with probability at least
         `threshold`: "recognizable" as a number. Compare it with `ceiling`, the same share of
         the real test digits (a digit drawn ambiguously is not legible to the judge either)."""
-        _check_digit_images(images)
         self.eval()
-        return (torch.softmax(self(images.float()), -1).amax(-1) >= threshold).float().mean().item()
+        return (torch.softmax(self(self._own(images)), -1).amax(-1) >= threshold).float().mean().item()
 
     @torch.no_grad()
     def inception_score(self, images: torch.Tensor) -> float:
         """exp E_x KL(p(y|x) || p(y)) (Salimans et al. 2016): between 1 and 10 classes here."""
-        _check_digit_images(images)
         self.eval()
-        p = torch.softmax(self(images.float()).double(), -1)
+        p = torch.softmax(self(self._own(images)).double(), -1)
         kl = (p * (p.clamp_min(1e-12).log() - p.mean(0).clamp_min(1e-12).log())).sum(-1)
         return math.exp(kl.mean().item())
 

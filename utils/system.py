@@ -32,6 +32,16 @@ def device_of(model) -> torch.device:
     return torch.device("cpu")
 
 
+def to_device(batch, device: torch.device):
+    """A batch on `device`: a tensor moved, a tuple or list of them moved one by one, anything
+    else as it is. On the device it is already on, a tensor is returned as it is (no copy)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(item, device) for item in batch)
+    return batch
+
+
 def get_device() -> torch.device:
     """The first CUDA GPU if there is one, else Apple's MPS, else the CPU."""
     if torch.cuda.is_available():

@@ -30,7 +30,8 @@ def fit(
 ) -> dict[str, list[float]]:
     """Train `model` for `epochs` passes over `loader`, minimizing loss_fn(batch).
 
-    loss_fn receives each batch as the loader yields it and returns a scalar tensor.
+    loss_fn receives each batch as the loader yields it, moved to the device of the model's
+    parameters (system.to_device), and returns a scalar tensor.
     eval_fn, if given, runs after every epoch (in eval mode, without gradients) and returns
     named numbers. Returns the history: per epoch the mean training loss, each eval_fn
     number, and the seconds elapsed since the start. With cosine_decay, the learning rate
@@ -45,13 +46,14 @@ def fit(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     ) if cosine_decay else None
     history: dict[str, list[float]] = {"epoch": [], "loss": [], "seconds": []}
+    device = system.device_of(model)
     start = time.perf_counter()
     bar = tqdm(total=epochs * len(loader), desc=desc, disable=system.is_quiet(), file=sys.stderr, leave=False)
     for epoch in range(1, epochs + 1):
         model.train()
         total, n = 0.0, 0
         for batch in loader:
-            loss = loss_fn(batch)
+            loss = loss_fn(system.to_device(batch, device))
             if not torch.isfinite(loss):
                 bar.close()
                 raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch}: lower the learning rate")

@@ -86,17 +86,18 @@ def corrupt(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
 
 
 def pca_basis(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The top-k principal directions of the rows of x (N, D), as orthonormal columns (D, k)."""
-    centred = x - x.mean(0)
-    _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
+    """The top-k principal directions of the rows of x (N, D), as orthonormal columns (D, k),
+    computed in float64 on the CPU (Apple's MPS has no float64) and returned there."""
+    centred = (x - x.mean(0)).detach().cpu().double()
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
     return vh[:k].T
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spaces of a (D, k) and b (D, k):
-    arccos of the singular values of Q_a^T Q_b (Bjorck & Golub 1973)."""
-    qa, _ = torch.linalg.qr(a.double())
-    qb, _ = torch.linalg.qr(b.double())
+    arccos of the singular values of Q_a^T Q_b (Bjorck & Golub 1973); in float64, on the CPU."""
+    qa, _ = torch.linalg.qr(a.detach().cpu().double())
+    qb, _ = torch.linalg.qr(b.detach().cpu().double())
     cosines = torch.linalg.svdvals(qa.T @ qb).clamp(-1, 1)
     return torch.arccos(cosines)  # singular values descend, so the angles ascend
 

@@ -66,7 +66,8 @@ def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) ->
 
 def _at(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
     """values[t] shaped (B, 1, ..., 1) to broadcast against a batch like `like` (B, ...)."""
-    v = (values.to(t.device)[t] if isinstance(t, torch.Tensor) else values[t]).to(like.device, like.dtype)
+    # values stay on the CPU in float64 and leave it in like's dtype: Apple's MPS has no float64
+    v = (values[t.cpu()] if isinstance(t, torch.Tensor) else values[t]).to(like.dtype).to(like.device)
     return v.view(-1, *([1] * (like.dim() - 1))) if v.dim() else v
 
 

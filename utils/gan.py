@@ -224,6 +224,13 @@ class GAN:
             raise ValueError("this GAN was trained without an average of G: train_gan(..., ema=0.99)")
         return replace(self, G=self.G_ema)
 
+    def to(self, device: torch.device | str) -> GAN:
+        """G, D (and the average of G) moved to `device`, as nn.Module.to does; returns the GAN."""
+        for net in (self.G, self.D, self.G_ema):
+            if net is not None:
+                net.to(device)
+        return self
+
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = system.device_of(self.G)
         if self.tricks.gaussian_z:

@@ -145,7 +145,7 @@ class VQVAE(nn.Module):
 def codebook_usage(codes: torch.Tensor, K: int) -> tuple[float, float]:
     """Fraction of the K codes used at least once in `codes`, and the perplexity exp(H) of
     their empirical distribution (K if all are used equally, 1 if only one is)."""
-    counts = torch.bincount(codes.flatten(), minlength=K).double()
+    counts = torch.bincount(codes.flatten().cpu(), minlength=K).double()  # float64: on the CPU
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
     return (counts > 0).double().mean().item(), math.exp(entropy.item())

@@ -28,7 +28,8 @@ DEVICE = torch.device("meta")
 ON_THE_CPU = {aten.index.Tensor: 1, aten.index_put.default: 1, aten.index_put_.default: 1,
               aten._index_put_impl_.default: 1, aten._pack_padded_sequence.default: 1,
               aten._pad_packed_sequence.default: 1, aten.lstm.data: 1, aten.gru.data: 1}
-CPU_RESULTS = {aten._pack_padded_sequence.default: 1, aten._pad_packed_sequence.default: 1}  # the same, made
+# and the results CUDA also leaves on the CPU: the batch sizes and lengths those two return
+CPU_RESULTS = {aten._pack_padded_sequence.default: 1, aten._pad_packed_sequence.default: 1}
 
 
 def _is_device(value) -> bool:

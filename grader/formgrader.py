@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
 
 from . import pipeline
+from .sandbox import die_with_parent
 
 EXTENSION = "nbgrader.server_extensions.formgrader"
 
@@ -37,12 +39,23 @@ def login_url(port: int, token: str, page: str = "/formgrader") -> str:
 
 
 def serve(course: Path, port: int = 8765, token: str | None = None) -> int:
-    """Run formgrader until interrupted; returns the server's exit code."""
+    """Run formgrader until interrupted (Ctrl-C or SIGTERM, which stop the server with it);
+    returns the server's exit code. The server also stops if this process is killed outright."""
     pipeline.nbgrader_api(course)  # writes COURSE/nbgrader_config.py, which the server reads from its directory
     token = token or secrets.token_urlsafe(24)
     print(f"formgrader: {login_url(port, token)}  (Ctrl-C stops it)", flush=True)
     with pipeline.venv_on_path():
+        server = subprocess.Popen(command(course, port, token), cwd=course,
+                                  preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: server.terminate())
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
         try:
-            return subprocess.call(command(course, port, token), cwd=course)
-        except KeyboardInterrupt:
-            return 0
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

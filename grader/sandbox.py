@@ -57,11 +57,11 @@ class SandboxUnavailable(RuntimeError):
     """No working sandbox on this machine; the message says why and what to install."""
 
 
-def die_with_parent() -> None:
-    """This process gets SIGKILL when its parent ends (Linux; checked after setting it: the parent
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """This process gets `sig` when its parent ends (Linux; checked after setting it: the parent
     may already be gone)."""
     parent = os.getppid()
-    if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+    if ctypes.CDLL(None, use_errno=True).prctl(1, sig, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
         err = ctypes.get_errno()
         raise OSError(err, f"prctl: {os.strerror(err)}")
     if os.getppid() != parent:

@@ -189,13 +189,19 @@ def formgraded(graded, browser):
             time.sleep(0.3)
         page.close()
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM, as `kill` or a service manager sends it
         server.wait(timeout=30)
-    return tmp, course, outcomes, shown, grade, comment
+    try:  # the Jupyter server that `grader formgrader` started has stopped with it
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/formgrader/api/status?token={token}", timeout=2)
+        still_serving = True
+    except OSError:
+        still_serving = False
+    return tmp, course, outcomes, shown, grade, comment, still_serving
 
 
 def test_formgrader_grades_a_written_answer_without_showing_hidden_tests(formgraded):
-    tmp, course, outcomes, shown, grade, comment = formgraded
+    tmp, course, outcomes, shown, grade, comment, still_serving = formgraded
+    assert not still_serving, "the formgrader's Jupyter server outlived `grader formgrader`"
     assert (grade, comment) == (2, COMMENT)
     source = nbformat.read(course / "source" / NAME / f"{NAME}.ipynb", as_version=4)
     hidden = [line for line in redact.hidden_lines(source) if line in shown]

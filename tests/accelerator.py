@@ -36,6 +36,14 @@ def _is_device(value) -> bool:
     return isinstance(value, (str, torch.device)) and torch.device(value) == DEVICE
 
 
+def _unwrap(x):
+    return x.elem if isinstance(x, Elsewhere) else x
+
+
+def _wrap(x):
+    return Elsewhere(x) if type(x) is torch.Tensor else x
+
+
 class Elsewhere(torch.Tensor):
     """A CPU tensor that behaves as one on another device."""
 
@@ -64,12 +72,10 @@ class Elsewhere(torch.Tensor):
         for position, arg in enumerate(args):
             if ON_THE_CPU.get(func) != position:
                 tree_map(lambda x, position=position: _refuse_cpu(x, func, position), arg)
-        unwrap = lambda x: x.elem if isinstance(x, Elsewhere) else x  # noqa: E731
-        out = func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs))
-        wrap = lambda x: Elsewhere(x) if type(x) is torch.Tensor else x  # noqa: E731
+        out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
         if func in CPU_RESULTS:
-            return tuple(x if i == CPU_RESULTS[func] else wrap(x) for i, x in enumerate(out))
-        wrapped = tree_map(wrap, out)
+            return tuple(x if i == CPU_RESULTS[func] else _wrap(x) for i, x in enumerate(out))
+        wrapped = tree_map(_wrap, out)
         return return_and_correct_aliasing(func, args, kwargs, wrapped)
 
 
@@ -89,8 +95,7 @@ class _OnTheDevice(TorchDispatchMode):
         kwargs = kwargs or {}
         if not _is_device(kwargs.get("device")):
             return func(*args, **kwargs)
-        out = func(*args, **{**kwargs, "device": torch.device("cpu")})
-        return tree_map(lambda x: Elsewhere(x) if type(x) is torch.Tensor else x, out)
+        return tree_map(_wrap, func(*args, **{**kwargs, "device": torch.device("cpu")}))
 
 
 class Accelerator(TorchFunctionMode):
@@ -105,10 +110,8 @@ class Accelerator(TorchFunctionMode):
         step at a time through Python, far too slow for the chapters' long texts."""
         for position, arg in enumerate(args):
             tree_map(lambda x, position=position: _refuse_cpu(x, func, position, lengths_ok=True), arg)
-        unwrap = lambda x: x.elem if isinstance(x, Elsewhere) else x  # noqa: E731
         with torch._C.DisableTorchFunction():
-            out = func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs))
-        return tree_map(lambda x: Elsewhere(x) if type(x) is torch.Tensor else x, out)
+            return tree_map(_wrap, func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs)))
 
     def __enter__(self):
         self.dispatch = _OnTheDevice()

@@ -89,6 +89,14 @@ def test_networks_shapes_conditioning_and_errors():
         gan.train_gan(gan.digit_gan(gan.Tricks(conditional=True), width=8), torch.rand(20, 1, 8, 8), steps=1)
     with pytest.raises(ValueError, match="at least 1"):
         gan.train_gan(gan.point_gan(), torch.randn(20, 2), steps=0)
+    clustered = gan.digit_gan(gan.Tricks(conditional=True), z_dim=8, width=8, classes=3)
+    assert clustered.sample(4).shape == (4, 1, 8, 8)  # labels 0, 1, 2, 0 by default
+    with pytest.raises(IndexError):
+        clustered.sample(1, y=torch.tensor([3]))
+    for labels in (torch.arange(20) % 4, torch.arange(20) - 1, torch.zeros(19, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"one label in range\(3\) per data point"):
+            gan.train_gan(clustered, torch.rand(20, 1, 8, 8), labels, steps=1)
+    gan.train_gan(clustered, torch.rand(20, 1, 8, 8), torch.arange(20) % 3, steps=1)
 
 
 def test_train_gan_runs_algorithm_1_with_k_steps_and_monitor():

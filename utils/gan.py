@@ -248,7 +248,7 @@ class GAN:
         """n samples in data space (digits in [0, 1]), G in eval mode except for dropout when
         tricks.g_dropout (the trick keeps it on at test time)."""
         if self.tricks.conditional and y is None:
-            y = torch.arange(n, device=system.device_of(self.G)) % 10
+            y = torch.arange(n, device=system.device_of(self.G)) % self.G.n_classes
         self.G.eval()
         for m in self.G.modules():
             if isinstance(m, nn.Dropout):
@@ -262,10 +262,13 @@ def _call(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tens
     return net(x) if y is None else net(x, y)
 
 
-def digit_gan(tricks: Tricks | None = None, z_dim: int = 32, width: int = 32) -> GAN:
-    """A DCGAN-style G and D for 8x8 digits, built as the tricks say."""
+def digit_gan(tricks: Tricks | None = None, z_dim: int = 32, width: int = 32, classes: int = 10) -> GAN:
+    """A DCGAN-style G and D for 8x8 digits, built as the tricks say; a conditional one reads
+    labels in range(classes): digits, or clusters found without labels (a self-conditioned GAN)."""
     tricks = tricks or Tricks()
-    n_classes = 10 if tricks.conditional else 0
+    if tricks.conditional and classes < 1:
+        raise ValueError(f"a conditional GAN needs at least one class, got {classes}")
+    n_classes = classes if tricks.conditional else 0
     G = Generator(z_dim, width, n_classes, tanh=tricks.tanh, dropout=tricks.g_dropout)
     D = Discriminator(width, tricks.leaky, tricks.pool, n_classes, tricks.minibatch)
     return GAN(G, D, tricks, z_dim, images=True)
@@ -308,6 +311,11 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
     tricks = gan.tricks
     if tricks.conditional and labels is None:
         raise ValueError("a conditional GAN needs the labels")
+    if tricks.conditional:
+        classes, low, high = getattr(gan.G, "n_classes", 0), labels.min().item(), labels.max().item()
+        if len(labels) != len(data) or low < 0 or high >= classes:
+            raise ValueError(f"a conditional GAN needs one label in range({classes}) per data point, "
+                             f"got {len(labels)} labels in [{low}, {high}] for {len(data)} points")
     if steps < 1 or tricks.d_steps < 1:
         raise ValueError("steps and tricks.d_steps must be at least 1")
     if not 0 <= ema < 1:

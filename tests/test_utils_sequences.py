@@ -56,9 +56,10 @@ def test_sequence_classifier_ignores_padding():
     torch.testing.assert_close(together[:1], alone)
 
 
-def test_char_lm_generation_is_greedy_at_zero_temperature():
+@pytest.mark.parametrize("readout", [0, 16])
+def test_char_lm_generation_is_greedy_at_zero_temperature(readout):
     torch.manual_seed(0)
-    lm = rnn.CharLM(12, hidden=8)
+    lm = rnn.CharLM(12, hidden=8, readout=readout)
     prompt = torch.tensor([1, 2, 3])
     out = lm.generate(prompt, 5, temperature=0.0)
     seq = prompt.clone()
@@ -68,6 +69,17 @@ def test_char_lm_generation_is_greedy_at_zero_temperature():
         seq = torch.cat([seq, token.view(1)])
     with pytest.raises(ValueError):
         lm.generate(prompt, 2, temperature=-1.0)
+
+
+def test_char_lm_deep_output_is_a_relu_layer_between_lstm_and_logits():
+    torch.manual_seed(0)
+    lm = rnn.CharLM(12, dim=4, hidden=8, readout=16)
+    idx = torch.tensor([[1, 2, 3, 4]])
+    y, _ = lm.lstm(lm.embed(idx))
+    first, last = lm.head[0], lm.head[2]
+    assert (first.in_features, first.out_features, last.out_features) == (8, 16, 12)
+    expected = torch.relu(y @ first.weight.T + first.bias) @ last.weight.T + last.bias
+    torch.testing.assert_close(lm(idx)[0], expected)
 
 
 def test_reviews_labels_follow_the_rule():

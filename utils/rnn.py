@@ -123,14 +123,19 @@ class CharLM(nn.Module):
     """Character-level language model: embedding -> LSTM -> logits over the next character.
 
     idx (B, T), state -> logits (B, T, V), state. Pass the returned state back in to go on
-    where the last call stopped (what Keras calls a stateful LSTM).
+    where the last call stopped (what Keras calls a stateful LSTM). With readout > 0 the
+    logits come from a hidden layer of that width (ReLU) on the LSTM's output instead of
+    straight from it: a deep output (Pascanu et al. 2014), capacity that costs no recurrent
+    step.
     """
 
-    def __init__(self, vocab_size: int, dim: int = 32, hidden: int = 128, layers: int = 1) -> None:
+    def __init__(self, vocab_size: int, dim: int = 32, hidden: int = 128, layers: int = 1,
+                 readout: int = 0) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
         self.lstm = nn.LSTM(dim, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, vocab_size)
+        self.head = (nn.Sequential(nn.Linear(hidden, readout), nn.ReLU(), nn.Linear(readout, vocab_size))
+                     if readout else nn.Linear(hidden, vocab_size))
 
     def forward(self, idx: torch.Tensor, state=None):
         y, state = self.lstm(self.embed(idx), state)

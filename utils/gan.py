@@ -309,9 +309,9 @@ def train_gan(gan: GAN, data: torch.Tensor, labels: torch.Tensor | None = None, 
     batch-norm statistics included (Karras et al. 2018; Yazici et al. 2019); see GAN.averaged.
     The data and labels are moved once to the device of G's parameters."""
     tricks = gan.tricks
-    if tricks.conditional and labels is None:
-        raise ValueError("a conditional GAN needs the labels")
     if tricks.conditional:
+        if labels is None:
+            raise ValueError("a conditional GAN needs the labels")
         classes, low, high = getattr(gan.G, "n_classes", 0), labels.min().item(), labels.max().item()
         if len(labels) != len(data) or low < 0 or high >= classes:
             raise ValueError(f"a conditional GAN needs one label in range({classes}) per data point, "

@@ -66,7 +66,7 @@ class RunRequest:
     sandboxed: bool = True  # False only when the instructor chose --unsafe-no-sandbox
 
     def to_bytes(self) -> bytes:
-        return _dumps(self)
+        return self.__dict__.get("_raw") or _dumps(self)
 
     def __reduce__(self):
         """Between the coordinator's processes too, as JSON: its notebook arrives as plain dicts,
@@ -77,6 +77,7 @@ class RunRequest:
     def from_bytes(cls, raw: bytes) -> "RunRequest":
         request = cls(**_check(cls, _loads(raw)))
         request.sandbox_limits()  # refuse limits that are not Limits
+        request._raw = raw  # sent on as it came (to an executor, to a scoring process): not encoded again
         return request
 
     def sandbox_limits(self) -> Limits:

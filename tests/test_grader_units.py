@@ -254,6 +254,9 @@ def test_messages_serialize_to_bytes_and_back_without_loss():
     crossed = pickle.loads(pickle.dumps(request))
     assert crossed == request and type(crossed.notebook) is dict
     assert pickle.dumps(request).count(request.to_bytes()) == 1
+    # a request that arrived as bytes goes on as those very bytes (to an executor, to a scoring process)
+    raw = request.to_bytes()
+    assert RunRequest.from_bytes(raw).to_bytes() is raw and pickle.loads(pickle.dumps(crossed)) == request
 
 
 def test_intake_and_scoring_run_in_processes_only_for_a_class_worth_it():

@@ -6,6 +6,8 @@ import copy
 import json
 import os
 import pickle
+import subprocess
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -257,6 +259,15 @@ def test_messages_serialize_to_bytes_and_back_without_loss():
     # a request that arrived as bytes goes on as those very bytes (to an executor, to a scoring process)
     raw = request.to_bytes()
     assert RunRequest.from_bytes(raw).to_bytes() is raw and pickle.loads(pickle.dumps(crossed)) == request
+
+
+def test_the_coordinator_does_not_import_torch():
+    """Runs need torch, inside the sandbox; the trusted side reads records with NumPy alone, and
+    torch would cost every grader command over a second to start and every forked process its heap."""
+    code = "import sys, grader.__main__, grader.autograde, grader.broker; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
 
 
 def test_intake_and_scoring_run_in_processes_only_for_a_class_worth_it():

@@ -1,12 +1,18 @@
-"""Seeding, device choice, the quiet switch for progress bars, and values for a page's prose."""
+"""Seeding, device choice, the quiet switch for progress bars, and values for a page's prose.
+
+NumPy and PyTorch are imported by the functions that use them: the grader's coordinator reads
+the quiet switch alone, and importing torch would cost it over a second at every start
+and a larger heap in each process it forks.
+"""
 from __future__ import annotations
 
 import itertools
 import os
 import random
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
 QUIET_ENV_VARS = ("CI", "NBGRADER_EXECUTION", "DLCOURSE_QUIET")
 
@@ -16,6 +22,9 @@ def set_seed(seed: int = 0) -> torch.Generator:
 
     Call it once at the top of a notebook. On the CPU, PyTorch is then deterministic.
     """
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -26,6 +35,8 @@ def device_of(model) -> torch.device:
     """Where a model computes: the device of its first parameter or buffer; the CPU for a plain
     function or a module without any. Samplers draw their noise with a CPU generator (the same
     numbers on every machine for a seed) and move it there."""
+    import torch
+
     if isinstance(model, torch.nn.Module):
         for tensor in itertools.chain(model.parameters(), model.buffers()):
             return tensor.device
@@ -35,6 +46,8 @@ def device_of(model) -> torch.device:
 def to_device(batch, device: torch.device):
     """A batch on `device`: a tensor moved, a tuple or list of them moved one by one, anything
     else as it is. On the device it is already on, a tensor is returned as it is (no copy)."""
+    import torch
+
     if isinstance(batch, torch.Tensor):
         return batch.to(device)
     if isinstance(batch, (tuple, list)):
@@ -44,6 +57,8 @@ def to_device(batch, device: torch.device):
 
 def get_device() -> torch.device:
     """The first CUDA GPU if there is one, else Apple's MPS, else the CPU."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

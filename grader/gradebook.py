@@ -14,18 +14,25 @@ comments are kept, and a cell with a manual score stays marked for review (nbgra
 from __future__ import annotations
 
 import datetime as dt
+import os
+import uuid
 from dataclasses import dataclass
 
 from nbformat import NotebookNode
 from nbgrader import utils as nbutils
-from nbgrader.api import (Comment, Grade, Gradebook, Student, SubmittedAssignment, SubmittedNotebook,
-                          new_uuid)
+from nbgrader.api import Comment, Grade, Gradebook, Student, SubmittedAssignment, SubmittedNotebook
 from nbgrader.preprocessors import LimitOutput
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 # How much output an autograded notebook keeps (grader/nbgrader_config.py gives nbgrader's own apps the same)
 OUTPUT_LINES, TRACEBACK_LINES = 500, 50
 _LIMIT_OUTPUT = LimitOutput(max_lines=OUTPUT_LINES, max_traceback=TRACEBACK_LINES)  # made once: traitlets are slow to build
+
+
+def new_uuids(n: int) -> list[str]:
+    """n ids as nbgrader's new_uuid makes them (random UUID4, hex), from one read of the OS's randomness."""
+    data = os.urandom(16 * n)
+    return [uuid.UUID(bytes=data[16 * i:16 * i + 16], version=4).hex for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,7 @@ class GradebookWriter:
         self.gb = Gradebook(db_url)
         self.name = name
         self.assignment = self.gb.find_assignment(name)
+        self.assignment_id = self.assignment.id  # (the object's attributes are read again after each commit)
         if [nb.name for nb in self.assignment.notebooks] != [name]:
             raise ValueError(f"assignment {name} must hold exactly one notebook, {name}.ipynb")
         notebook = self.assignment.notebooks[0]
@@ -154,63 +162,75 @@ class GradebookWriter:
         """Queue one submission's values for the next commit."""
         self.pending.append(pending)
 
-    def _submitted_notebooks(self, students: list[str]) -> dict[str, str]:
-        """student -> id of their submitted notebook, creating the rows nbgrader's
-        Gradebook.add_submission would for students without one (without its commit)."""
-        db, sub, nb = self.gb.db, SubmittedAssignment.__table__, SubmittedNotebook.__table__
+    def _submitted_notebooks(self, db, latest: dict[str, Pending]) -> tuple[dict[str, str], set[str]]:
+        """student -> id of their submitted notebook, and the students whose rows are new. For
+        those, the rows nbgrader's Gradebook.add_submission would make (without its commit) are
+        created here already holding the submission's values, so that they need no update."""
+        sub, nb = SubmittedAssignment.__table__, SubmittedNotebook.__table__
         ids = dict(db.execute(select(sub.c.student_id, nb.c.id).join(nb, nb.c.assignment_id == sub.c.id).where(
-            sub.c.assignment_id == self.assignment.id, nb.c.notebook_id == self.notebook_id,
-            sub.c.student_id.in_(students))).all())
-        new = [s for s in dict.fromkeys(students) if s not in ids]
+            sub.c.assignment_id == self.assignment_id, nb.c.notebook_id == self.notebook_id,
+            sub.c.student_id.in_(list(latest)))).all())
+        new = [s for s in latest if s not in ids]
         if not new:
-            return ids
+            return ids, set()
         known = set(db.scalars(select(Student.__table__.c.id).where(Student.__table__.c.id.in_(new))))
         if unknown := [s for s in new if s not in known]:
             db.execute(insert(Student.__table__), [{"id": s} for s in unknown])
-        assignments = {s: new_uuid() for s in new}
-        ids.update({s: new_uuid() for s in new})
-        db.execute(insert(sub), [{"id": assignments[s], "assignment_id": self.assignment.id, "student_id": s}
-                                 for s in new])
-        db.execute(insert(nb), [{"id": ids[s], "assignment_id": assignments[s], "notebook_id": self.notebook_id}
-                                for s in new])
-        if self.layout.graded:
-            db.execute(insert(Grade.__table__), [{"id": new_uuid(), "notebook_id": ids[s], "cell_id": c}
-                                                 for s in new for c in self.layout.graded.values()])
-        if self.layout.commented:
-            db.execute(insert(Comment.__table__), [{"id": new_uuid(), "notebook_id": ids[s], "cell_id": c}
-                                                   for s in new for c in self.layout.commented.values()])
-        return ids
+        graded, commented = list(self.layout.graded.values()), list(self.layout.commented.values())
+        uuids = iter(new_uuids(len(new) * (2 + len(graded) + len(commented))))
+        assignments = {s: next(uuids) for s in new}
+        ids.update({s: next(uuids) for s in new})
+        db.execute(insert(sub), [{"id": assignments[s], "assignment_id": self.assignment_id, "student_id": s,
+                                  "timestamp": latest[s].timestamp, "extension": latest[s].extension} for s in new])
+        db.execute(insert(nb), [{"id": ids[s], "assignment_id": assignments[s], "notebook_id": self.notebook_id,
+                                 "late_submission_penalty": latest[s].late_penalty} for s in new])
+        if graded:  # no manual score yet: a grader must look exactly where there is no automatic one
+            db.execute(insert(Grade.__table__), [
+                {"id": next(uuids), "notebook_id": ids[s], "cell_id": c, "auto_score": (v := latest[s].auto_scores.get(c)),
+                 "needs_manual_grade": v is None} for s in new for c in graded])
+        if commented:
+            db.execute(insert(Comment.__table__), [
+                {"id": next(uuids), "notebook_id": ids[s], "cell_id": c, "auto_comment": latest[s].auto_comments.get(c)}
+                for s in new for c in commented])
+        return ids, set(new)
 
     def commit(self) -> dict[str, Total]:
         """Write every queued submission in one transaction; their totals, manual grades included."""
         if not self.pending:
             return {}
-        db = self.gb.db
-        ids = self._submitted_notebooks([p.student for p in self.pending])
+        db = self.gb.db.connection()  # Core statements in the session's transaction: no ORM work per row
+        latest = {p.student: p for p in self.pending}  # a student queued twice: the later values count
+        ids, new = self._submitted_notebooks(db, latest)
+        if old := [p for s, p in latest.items() if s not in new]:
+            self._update(db, ids, old)
+        self.gb.db.commit()
+        totals = self.totals(list(latest))
+        self.pending = []
+        return totals
+
+    @staticmethod
+    def _update(db, ids: dict[str, str], pending: list[Pending]) -> None:
+        """A submission's values over the rows it already has, in place (a regrade)."""
         grade, comment = Grade.__table__, Comment.__table__
         scores = [{"nb": ids[p.student], "cell": c, "auto": v, "unscored": v is None}
-                  for p in self.pending for c, v in p.auto_scores.items()]
+                  for p in pending for c, v in p.auto_scores.items()]
         if scores:  # nbgrader's rule: a manual score stays up for review; no automatic score needs one
             db.execute(update(grade).where(grade.c.notebook_id == bindparam("nb"), grade.c.cell_id == bindparam("cell"))
                        .values(auto_score=bindparam("auto"),
                                needs_manual_grade=or_(grade.c.manual_score.is_not(None), bindparam("unscored"))),
                        scores)
-        comments = [{"nb": ids[p.student], "cell": c, "text": v} for p in self.pending for c, v in p.auto_comments.items()]
+        comments = [{"nb": ids[p.student], "cell": c, "text": v} for p in pending for c, v in p.auto_comments.items()]
         if comments:
             db.execute(update(comment).where(comment.c.notebook_id == bindparam("nb"),
                                              comment.c.cell_id == bindparam("cell")).values(auto_comment=bindparam("text")),
                        comments)
         nb, sub = SubmittedNotebook.__table__, SubmittedAssignment.__table__
         db.execute(update(nb).where(nb.c.id == bindparam("nb")).values(late_submission_penalty=bindparam("penalty")),
-                   [{"nb": ids[p.student], "penalty": p.late_penalty} for p in self.pending])
+                   [{"nb": ids[p.student], "penalty": p.late_penalty} for p in pending])
         db.execute(update(sub).where(sub.c.id == select(nb.c.assignment_id).where(nb.c.id == bindparam("nb"))
                                      .scalar_subquery())
                    .values(timestamp=bindparam("when"), extension=bindparam("extension")),
-                   [{"nb": ids[p.student], "when": p.timestamp, "extension": p.extension} for p in self.pending])
-        db.commit()
-        totals = self.totals([p.student for p in self.pending])
-        self.pending = []
-        return totals
+                   [{"nb": ids[p.student], "when": p.timestamp, "extension": p.extension} for p in pending])
 
     def totals(self, students: list[str]) -> dict[str, Total]:
         """The recorded totals, manual grades included, of those of `students` with a submission:
@@ -219,10 +239,10 @@ class GradebookWriter:
         whole grade table for each student, which grows with the class)."""
         sub, nb = SubmittedAssignment, SubmittedNotebook
         manual = func.max(case((Grade.needs_manual_grade, 1), else_=0))
-        rows = self.gb.db.execute(
+        rows = self.gb.db.connection().execute(
             select(sub.student_id, func.coalesce(func.sum(Grade.score), 0.0), func.coalesce(manual, 0))
             .join(nb, and_(nb.assignment_id == sub.id, nb.notebook_id == self.notebook_id))
             .outerjoin(Grade, and_(Grade.notebook_id == nb.id, Grade.cell_id.in_(list(self.layout.graded.values()))))
-            .where(sub.assignment_id == self.assignment.id, sub.student_id.in_(students))
+            .where(sub.assignment_id == self.assignment_id, sub.student_id.in_(students))
             .group_by(sub.student_id))
         return {s: Total(float(score), self.max_score, bool(flag)) for s, score, flag in rows}

@@ -568,6 +568,42 @@ def test_regrading_updates_in_place_and_keeps_manual_grades(book):
         assert len(gb.find_assignment("a1").submissions) == 1 and len(gb.students) == 1
 
 
+def test_new_rows_hold_the_values_a_regrade_writes_over_them(book):
+    """A first recording creates the rows with their values; a regrade updates them in place.
+    Both give the same rows, also in one transaction that holds both kinds."""
+    import datetime as dt
+
+    from nbgrader.api import Gradebook
+
+    url, release = book
+
+    def pending(writer, student, answer, late):
+        made = writer.layout.pending(student, gradebook.overwrite_cells(graded_for(release, answer), writer.layout.cells),
+                                     {"ex1_tests": 1.5})
+        if late:
+            made.timestamp, made.extension, made.late_penalty = dt.datetime(2026, 10, 2), dt.timedelta(hours=5), 0.5
+        return made
+
+    def rows(student):
+        with Gradebook(url) as gb:
+            notebook, submission = gb.find_submission_notebook("a1", "a1", student), gb.find_submission("a1", student)
+            return (sorted((g.name, g.auto_score, g.needs_manual_grade) for g in notebook.grades),
+                    sorted((c.name, c.auto_comment) for c in notebook.comments),
+                    notebook.late_submission_penalty, submission.timestamp, submission.extension)
+
+    with gradebook.GradebookWriter(url, "a1") as writer:
+        writer.add(pending(writer, "alice", True, True))
+        writer.add(pending(writer, "bob", False, False))
+        writer.commit()
+    first = {s: rows(s) for s in ("alice", "bob")}
+    assert first["alice"][0] != first["bob"][0] and first["alice"][2] == 0.5
+    with gradebook.GradebookWriter(url, "a1") as writer:  # bob and alice again, carol new: both paths at once
+        for student, answer, late in (("bob", False, False), ("carol", True, True), ("alice", True, True)):
+            writer.add(pending(writer, student, answer, late))
+        writer.commit()
+    assert {s: rows(s) for s in ("alice", "bob")} == first and rows("carol") == first["alice"]
+
+
 def test_lateness_goes_into_nbgraders_own_columns(book):
     """Due date, timestamp, extension and penalty where nbgrader's formgrader and feedback read them."""
     import datetime as dt

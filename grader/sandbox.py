@@ -79,11 +79,9 @@ def unavailable_reason() -> str | None:
                            capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:300]}"
-    with tempfile.TemporaryDirectory(prefix="dlcourse-probe-") as tmp:  # a run's isolation, tried once
-        limits = Limits()
-        inner = [sys.executable, "-m", "grader.warm", "--check", "--scratch-bytes", str(limits.scratch_bytes)]
-        cmd = bwrap_command(inner, _write_etc(Path(tmp) / "etc"), limits, result_fd=2)
-        nested = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    limits = Limits()  # a run's isolation, tried once
+    inner = [sys.executable, "-m", "grader.warm", "--check", "--scratch-bytes", str(limits.scratch_bytes)]
+    nested = subprocess.run(bwrap_command(inner, limits, result_fd=2), capture_output=True, text=True, timeout=60)
     if nested.returncode != 0:
         return ("bubblewrap works, but a sandbox cannot create the namespaces that keep one run apart from "
                 f"the next (grader.warm): {nested.stderr.strip()[-300:]}")
@@ -94,8 +92,7 @@ def unavailable_reason() -> str | None:
 # sandbox may map to the host's root user (bubblewrap run by root), and /etc holds secrets.
 ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts", "mime.types",
        "nsswitch.conf", "host.conf", "gai.conf")
-ETC_WRITTEN = {"passwd": "root:x:0:0::/root:/bin/false\nstudent:x:1000:1000::/home/student:/bin/false\n",
-               "group": "root:x:0:\nstudent:x:1000:\n", "hosts": "127.0.0.1 localhost sandbox\n"}
+ETC_OWN = REPO / "grader" / "etc"  # the sandbox's own passwd, group and hosts: student is uid 1000
 
 
 def ro_paths() -> list[Path]:
@@ -109,9 +106,9 @@ def ro_paths() -> list[Path]:
     return out
 
 
-def bwrap_command(inner: list[str], etc: Path, limits: Limits, result_fd: int, inputs: Path | None = None) -> list[str]:
-    """The bubblewrap command line that runs `inner` with the files of `etc` (ETC_WRITTEN) in /etc,
-    `inputs` (if given) visible read-only at /in and the number of the result pipe in $DLCOURSE_RESULT_FD."""
+def bwrap_command(inner: list[str], limits: Limits, result_fd: int, inputs: Path | None = None) -> list[str]:
+    """The bubblewrap command line that runs `inner` with the files of ETC_OWN in /etc, `inputs`
+    (if given) visible read-only at /in and the number of the result pipe in $DLCOURSE_RESULT_FD."""
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--uid", "1000", "--gid", "1000", "--hostname", "sandbox"]
     # Scratch file systems first: bubblewrap mounts in order, and the read-only binds that
@@ -123,8 +120,8 @@ def bwrap_command(inner: list[str], etc: Path, limits: Limits, result_fd: int, i
         cmd += ["--ro-bind", str(p), str(p)]
     for name in ETC:
         cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for name in ETC_WRITTEN:
-        cmd += ["--ro-bind", str(etc / name), f"/etc/{name}"]
+    for path in sorted(ETC_OWN.iterdir()):
+        cmd += ["--ro-bind", str(path), f"/etc/{path.name}"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):  # merged-/usr symlinks, or real folders
         host = Path("/") / name
         if host.is_symlink():
@@ -142,13 +139,6 @@ def bwrap_command(inner: list[str], etc: Path, limits: Limits, result_fd: int, i
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--"] + inner
-
-
-def _write_etc(folder: Path) -> Path:
-    folder.mkdir(exist_ok=True)
-    for name, text in ETC_WRITTEN.items():
-        (folder / name).write_text(text)
-    return folder
 
 
 def _tail(log, start: int = 0) -> str:
@@ -221,9 +211,8 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
     """
     if sandboxed and (reason := unavailable_reason()):
         raise SandboxUnavailable(reason)
-    etc = _write_etc(inputs.parent / f"{inputs.name}.etc")
     read_fd, write_fd = os.pipe()
-    cmd = bwrap_command(inner, etc, limits, write_fd, inputs) if sandboxed else inner
+    cmd = bwrap_command(inner, limits, write_fd, inputs) if sandboxed else inner
     cgroup = _PidsCgroup(limits.processes, enabled=sandboxed)
     start, started_at = time.perf_counter(), time.time()
     env = None if sandboxed else {**os.environ, "DLCOURSE_QUIET": "1", "OMP_NUM_THREADS": "1",
@@ -264,9 +253,8 @@ def run(inner: list[str], inputs: Path, limits: Limits, sandboxed: bool = True) 
             pass
         cgroup.kill_and_remove()
         proc.wait()
-        for folder in (scratch, etc):
-            if folder:
-                shutil.rmtree(folder, ignore_errors=True)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     tail = _tail(log)
     log.close()
     return Run(b"".join(chunks), returncode, time.perf_counter() - start, tail, cgroup.path is not None, started_at)
@@ -296,12 +284,11 @@ class Warm:
         if reason := unavailable_reason():
             raise SandboxUnavailable(reason)
         self.limits = limits
-        self.folder = Path(tempfile.mkdtemp(prefix="dlcourse-warm-"))
         self.results, write_fd = os.pipe()
         inner = [sys.executable, "-m", "grader.warm", "--scratch-bytes", str(limits.scratch_bytes)]
         self.cgroup = _PidsCgroup(limits.processes)
         self.log = tempfile.TemporaryFile()
-        cmd = bwrap_command(inner, _write_etc(self.folder / "etc"), limits, write_fd)
+        cmd = bwrap_command(inner, limits, write_fd)
         self.proc = subprocess.Popen(_limited(cmd, limits, self.cgroup), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, pass_fds=(write_fd,),
                                      start_new_session=True)
@@ -322,7 +309,6 @@ class Warm:
         for stream in (self.proc.stdin, self.proc.stdout, self.log):
             stream.close()
         os.close(self.results)
-        shutil.rmtree(self.folder, ignore_errors=True)
         self.proc = None
 
     def run(self, notebook: str, filename: str, limits: Limits) -> Run:

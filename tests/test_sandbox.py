@@ -10,9 +10,11 @@ from grader import sandbox
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the grader's sandbox (bubblewrap) needs Linux")
 
 PROBE = r'''
-import json, os, socket, sys
+import json, os, pwd, socket, sys
 from pathlib import Path
 report = {"cwd": os.getcwd(), "uid": os.getuid(), "utils": __import__("utils.checks").__name__,
+          "user": pwd.getpwuid(os.getuid()).pw_name, "users": sorted(u.pw_name for u in pwd.getpwall()),
+          "localhost": socket.gethostbyname("localhost"),
           "inputs": sorted(os.listdir("/in")), "seen": {}, "network": "none"}
 for p in sys.argv[1:]:
     report["seen"][p] = Path(p).exists()
@@ -42,6 +44,8 @@ def test_inside_the_sandbox(tmp_path, repo):
                       inputs, sandbox.Limits(notebook_seconds=30))
     report = json.loads(run.result)
     assert report["cwd"] == sandbox.WORKDIR and report["uid"] == 1000
+    assert report["user"] == "student" and report["users"] == ["root", "student"]  # not the host's accounts
+    assert report["localhost"] == "127.0.0.1"
     assert report["utils"] == "utils" and report["inputs"] == ["notebook.ipynb"]
     assert not any(report["seen"].values()), report["seen"]
     assert report["network"] != "connected" and report["wrote_usr"] is False

@@ -126,8 +126,8 @@ class GradebookWriter:
             writer.add(writer.layout.pending("alice", autograded_notebook, {"ex1_tests": 4.0, ...}))
             totals = writer.commit()   # {"alice": Total(...)}
 
-    A batch is a handful of set-based statements on nbgrader's tables (rows created for new
-    students, then every grade and comment updated in place), not one ORM object per row:
+    A batch is a handful of set-based statements on nbgrader's tables (a new submission's rows
+    created holding its values; a regraded one's updated in place), not one ORM object per row:
     the coordinator's share of a run must stay a few milliseconds.
     """
 

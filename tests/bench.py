@@ -272,9 +272,9 @@ def main() -> int:
 
 
 def report(rows: list[tuple[str, str, float, float]], filename: str = "bench.json") -> int:
-    print(f"\n{'what':11s} {'item':38s} {'seconds':>8s} {'budget':>7s}  verdict")
+    print(f"\n{'what':11s} {'item':40s} {'seconds':>8s} {'budget':>7s}  verdict")
     for kind, item, seconds, budget in rows:
-        print(f"{kind:11s} {item:38s} {seconds:8.1f} {budget:7.0f}  {'ok' if seconds <= budget else 'OVER BUDGET'}")
+        print(f"{kind:11s} {item:40s} {seconds:8.1f} {budget:7.0f}  {'ok' if seconds <= budget else 'OVER BUDGET'}")
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
     (out / filename).write_text(json.dumps(

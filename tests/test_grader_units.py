@@ -16,7 +16,7 @@ import nbformat
 import pytest
 import torch
 
-from grader import canonical, gradebook, intake, pipeline, records, redact, scoring, stagepool
+from grader import canonical, gradebook, intake, pipeline, records, redact, scoring, stagepool, trusted
 from grader.messages import BadMessage, RunRequest, RunResult
 from grader.sandbox import Limits
 from utils import checks, wire
@@ -414,6 +414,27 @@ def test_intake_keeps_the_upload_byte_for_byte_and_builds_a_request(tmp_path):
                                        "notebook was named homework (2).ipynb; graded as a1.ipynb"]
     assert taken.request.id == "alice" and taken.request.filename == "a1.ipynb"
     assert "reference" not in json.dumps(asdict(taken.request))
+
+
+def test_a_graded_notebook_is_the_only_file_of_its_folder_and_a_regrade_rewrites_it_in_place(tmp_path):
+    folder = tmp_path / "submitted" / "alice" / "a1"
+    first, second = ({"cells": [], "metadata": {"n": n}, "nbformat": 4, "nbformat_minor": 5} for n in (1, 2))
+    trusted.write_notebook(first, folder / "a1.ipynb")
+    seen = tmp_path / "seen.ipynb"
+    seen.hardlink_to(folder / "a1.ipynb")  # the same file, whatever its name
+    (folder / "old.ipynb").write_text("{}")  # what an earlier tool may have left
+    (folder / "extra").mkdir()
+    (folder / "extra" / "data.txt").write_text("x")
+    trusted.write_notebook(second, folder / "a1.ipynb")
+    assert [p.name for p in folder.iterdir()] == ["a1.ipynb"]
+    assert json.loads((folder / "a1.ipynb").read_text()) == second
+    assert json.loads(seen.read_text()) == second  # rewritten, not deleted and made again
+    elsewhere = tmp_path / "elsewhere.ipynb"
+    elsewhere.write_text("{}")
+    (folder / "a1.ipynb").unlink()
+    (folder / "a1.ipynb").symlink_to(elsewhere)  # never written through
+    trusted.write_notebook(first, folder / "a1.ipynb")
+    assert not (folder / "a1.ipynb").is_symlink() and elsewhere.read_text() == "{}"
 
 
 @pytest.mark.parametrize("name,content,status,note", [

@@ -416,6 +416,40 @@ def test_intake_keeps_the_upload_byte_for_byte_and_builds_a_request(tmp_path):
     assert "reference" not in json.dumps(asdict(taken.request))
 
 
+def _nodes(value) -> bool:
+    """Is every dict in value a NotebookNode, as nbformat's reader makes them?"""
+    if isinstance(value, dict):
+        return isinstance(value, nbformat.NotebookNode) and all(_nodes(v) for v in value.values())
+    return all(_nodes(v) for v in value) if isinstance(value, list) else True
+
+
+_V4 = {"nbformat": 4, "nbformat_minor": 5,
+       "metadata": {"orig_nbformat": 3, "signature": "x", "kernelspec": {"name": "python3", "display_name": "P"}},
+       "cells": [{"cell_type": "markdown", "id": "a", "metadata": {"trusted": True}, "source": ["# T\n", "text"],
+                  "attachments": {"i.png": {"text/plain": ["a\n", "b"]}}},
+                 {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": 1, "source": ["x = 1\n", "x"],
+                  "outputs": [{"output_type": "stream", "name": "stdout", "text": ["1\n", "2"]},
+                              {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                               "data": {"text/plain": ["1\n", "2"], "application/json": {"k": [1, {"n": 2}]}}}]}]}
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps(_V4),
+    json.dumps({**_V4, "nbformat": 3, "nbformat_minor": 0, "worksheets": [{"cells": []}]}),  # older: nbformat's own
+    json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}}),  # no cells
+    json.dumps([_V4]), "{", json.dumps({"nbformat": 9}),
+])
+def test_a_notebook_is_read_as_nbformats_reader_reads_it(text):
+    try:
+        expected = nbformat.reader.reads(text)
+    except Exception as err:
+        with pytest.raises(type(err)):
+            intake.read_notebook(text)
+        return
+    got = intake.read_notebook(text)
+    assert got == expected and _nodes(got) == _nodes(expected)  # (a v4 notebook: nodes all the way down)
+
+
 def test_a_graded_notebook_is_the_only_file_of_its_folder_and_a_regrade_rewrites_it_in_place(tmp_path):
     folder = tmp_path / "submitted" / "alice" / "a1"
     first, second = ({"cells": [], "metadata": {"n": n}, "nbformat": 4, "nbformat_minor": 5} for n in (1, 2))

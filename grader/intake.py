@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import warnings
@@ -53,16 +54,36 @@ def linked(path: Path, folder: Path) -> bool:
     return any(p.is_symlink() for p in [path, *path.parents] if p == folder or folder in p.parents)
 
 
+def notebook_entries(folder: Path) -> list[tuple[Path, bool, bool]]:
+    """(path, is a link, is a file) for every entry named *.ipynb under `folder`, in the order of
+    folder.rglob("*.ipynb"): a folder's entries, then its subfolders' in turn; linked folders
+    are not entered. One scandir per folder (rglob, then a stat per path, cost 20 times more)."""
+    found = []
+
+    def visit(path: str) -> None:
+        with os.scandir(path) as listing:
+            entries = list(listing)
+        for entry in entries:
+            if entry.name.endswith(".ipynb"):
+                link = entry.is_symlink()
+                found.append((Path(entry.path), link, not link and entry.is_file(follow_symlinks=False)))
+        for entry in entries:
+            if not entry.is_symlink() and entry.is_dir(follow_symlinks=False):
+                visit(entry.path)
+
+    visit(str(folder))
+    return found
+
+
 def find_notebook(folder: Path, name: str, outcome: Outcome) -> Path | None:
     """The submission's notebook: NAME.ipynb, else the only notebook there; else None, with the reason."""
-    expected = folder / f"{name}.ipynb"
-    links = [p for p in folder.rglob("*.ipynb") if linked(p, folder)]
-    if links:
+    entries = notebook_entries(folder)
+    if links := [path for path, link, _ in entries if link]:
         outcome.notes.append("symbolic links ignored: " + ", ".join(str(p.relative_to(folder)) for p in links))
-    if expected.is_file() and not linked(expected, folder):
+    expected = folder / f"{name}.ipynb"
+    if (expected, False, True) in entries:
         return expected
-    found = sorted(p for p in folder.rglob("*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts and p.is_file() and not linked(p, folder))
+    found = sorted(path for path, link, file in entries if file and ".ipynb_checkpoints" not in path.parts)
     if len(found) == 1:
         outcome.notes.append(f"notebook was named {found[0].relative_to(folder)}; graded as {name}.ipynb")
         return found[0]

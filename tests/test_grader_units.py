@@ -471,6 +471,31 @@ def test_a_graded_notebook_is_the_only_file_of_its_folder_and_a_regrade_rewrites
     assert not (folder / "a1.ipynb").is_symlink() and elsewhere.read_text() == "{}"
 
 
+@pytest.mark.parametrize("files,found,notes", [
+    (["sub/deep/x.ipynb", "notes.txt"], "sub/deep/x.ipynb", ["notebook was named sub/deep/x.ipynb; graded as a1.ipynb"]),
+    (["x.ipynb", ".ipynb_checkpoints/x-checkpoint.ipynb"], "x.ipynb", ["notebook was named x.ipynb; graded as a1.ipynb"]),
+    (["x.ipynb", "y/z.ipynb", "y/w.ipynb"], None, ["3 notebooks and none named a1.ipynb: x.ipynb, y/w.ipynb, y/z.ipynb"]),
+    (["r.ipynb", "in.ipynb@", "folder@"], "r.ipynb", ["symbolic links ignored: in.ipynb",  # a linked folder: not entered
+                                                     "notebook was named r.ipynb; graded as a1.ipynb"]),
+    (["a1.ipynb/inner.ipynb"], "a1.ipynb/inner.ipynb", ["notebook was named a1.ipynb/inner.ipynb; graded as a1.ipynb"]),
+])
+def test_the_notebook_is_found_in_any_folder_of_the_upload_but_never_through_a_link(tmp_path, files, found, notes):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.ipynb").write_text("{}")
+    folder = tmp_path / "alice"
+    for rel in files:
+        path = folder / rel.rstrip("@")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith("@"):
+            path.symlink_to(outside if rel == "folder@" else outside / "o.ipynb")
+        else:
+            path.write_text("{}")
+    outcome = intake.Outcome(student="alice")
+    assert intake.find_notebook(folder, "a1", outcome) == (found and folder / found)
+    assert outcome.notes == notes and outcome.status == ("graded" if found else "missing")
+
+
 @pytest.mark.parametrize("name,content,status,note", [
     ("bob", b'{"cells": [', "ungradable", "not a valid notebook"),
     ("bob", b"\xff\xfe", "ungradable", "not a valid notebook"),

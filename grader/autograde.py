@@ -174,7 +174,7 @@ class Batch:
         log = recorded_log(self.course, self.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as out:
-            out.write("".join(json.dumps({"key": self.key, "outcome": asdict(o)}) + "\n" for o in queued))
+            out.write("".join(json.dumps({"key": self.key, "outcome": o.row()}) + "\n" for o in queued))
         share = (time.thread_time() - start) / len(queued)
         for outcome in queued:
             self._charge(outcome.student, share)

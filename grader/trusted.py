@@ -43,7 +43,9 @@ def write_notebook(nb: dict, path: Path) -> None:
     more cheaply than it rewrites one, and ext4 without a journal even skips, one by one, every
     inode freed in the last minutes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    for entry in os.scandir(path.parent):  # whatever else an earlier tool left there
+    with os.scandir(path.parent) as listing:
+        entries = list(listing)
+    for entry in entries:  # whatever else an earlier tool left there
         if entry.name != path.name or not entry.is_file(follow_symlinks=False):
             shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
     # Without nbformat.write's schema check, which only logs: every cell here is the release's or
